@@ -1,0 +1,43 @@
+"""GRU in the torch.nn.GRUCell convention (gate order r, z, n):
+
+r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
+n = f(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 - z) ⊙ n + z ⊙ h
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Cell, Params, fan_in_normal, linear_drive, recurrent_term, stacked_recurrent
+
+
+class GRU(Cell):
+    """Gated recurrent unit; ``activation`` replaces the candidate's tanh, gates stay
+    sigmoid. Recurrent blocks start orthogonal (gain 1), biases at zero."""
+
+    arch = "gru"
+
+    def __init__(self, activation: str = "tanh", gain: float = 1.0) -> None:
+        super().__init__(activation)
+        self.gain = gain
+
+    def init_params(self, input_size: int, hidden_size: int, generator: torch.Generator) -> Params:
+        return {
+            "weight_ih": fan_in_normal(3 * hidden_size, input_size, generator),
+            "weight_hh": stacked_recurrent(3, hidden_size, self.gain, generator),
+            "bias_ih": torch.zeros(3 * hidden_size),
+            "bias_hh": torch.zeros(3 * hidden_size),
+        }
+
+    def drive(self, params: Params, x: Tensor) -> Tensor:
+        return linear_drive(params["weight_ih"], params["bias_ih"], x)
+
+    def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
+        gh = recurrent_term(params["weight_hh"], params["bias_hh"], state)
+        xr, xz, xn = drive.chunk(3, dim=-1)
+        hr, hz, hn = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = self.act(xn + r * hn)
+        return n + z * (state - n)

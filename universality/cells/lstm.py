@@ -1,0 +1,49 @@
+"""LSTM in the torch.nn.LSTMCell convention (gate order i, f, g, o); the state is
+``[h, c]`` (S = 2H):
+
+c' = σ(f) ⊙ c + σ(i) ⊙ act(g),  h' = σ(o) ⊙ act(c')
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Cell, Params, fan_in_normal, linear_drive, recurrent_term, stacked_recurrent
+
+
+class LSTM(Cell):
+    """Long short-term memory; ``activation`` replaces both tanh's (cell input and
+    output squashing), gates stay sigmoid. The forget-gate bias starts at +1
+    (Jozefowicz et al. 2015), recurrent blocks orthogonal (gain 1)."""
+
+    arch = "lstm"
+
+    def __init__(self, activation: str = "tanh", gain: float = 1.0, forget_bias: float = 1.0) -> None:
+        super().__init__(activation)
+        self.gain = gain
+        self.forget_bias = forget_bias
+
+    def state_size(self, hidden_size: int) -> int:
+        return 2 * hidden_size
+
+    def init_params(self, input_size: int, hidden_size: int, generator: torch.Generator) -> Params:
+        bias_ih = torch.zeros(4 * hidden_size)
+        bias_ih[hidden_size : 2 * hidden_size] = self.forget_bias
+        return {
+            "weight_ih": fan_in_normal(4 * hidden_size, input_size, generator),
+            "weight_hh": stacked_recurrent(4, hidden_size, self.gain, generator),
+            "bias_ih": bias_ih,
+            "bias_hh": torch.zeros(4 * hidden_size),
+        }
+
+    def drive(self, params: Params, x: Tensor) -> Tensor:
+        return linear_drive(params["weight_ih"], params["bias_ih"], x)
+
+    def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
+        h, c = state.chunk(2, dim=-1)
+        gates = drive + recurrent_term(params["weight_hh"], params["bias_hh"], h)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * self.act(g)
+        h = torch.sigmoid(o) * self.act(c)
+        return torch.cat([h, c], dim=-1)

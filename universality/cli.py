@@ -1,0 +1,165 @@
+"""Command line: ``universality train | members`` (``python -m universality``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from . import __version__
+from .cells import CELLS, make_cell
+from .population import Population
+from .store import RunError, RunStore
+from .tasks import TASKS, make_task
+from .training import TrainConfig, train
+
+log = logging.getLogger("universality")
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line to stderr, exit code 2."""
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="universality", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"universality {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a population of one architecture on one task")
+    t.add_argument("--task", required=True, choices=sorted(TASKS))
+    t.add_argument("--arch", required=True, choices=sorted(CELLS))
+    t.add_argument("--activation", default="tanh", choices=["tanh", "relu"])
+    t.add_argument("--hidden", type=_positive(int), default=32, help="hidden units (default 32)")
+    t.add_argument("--l2", type=_non_negative_float, nargs="+", default=[0.0],
+                   help="L2 coefficients; one member per (l2, seed) (default 0)")
+    t.add_argument("--lr", type=_positive(float), default=TRAIN_LR, help=f"Adam learning rate (default {TRAIN_LR})")
+    t.add_argument("--seeds", type=_positive(int), default=4, help="seeds per l2 value (default 4)")
+    t.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed+1, ...")
+    t.add_argument("--steps", type=_positive(int), default=TrainConfig.steps,
+                   help=f"maximum training steps (default {TrainConfig.steps})")
+    t.add_argument("--batch-size", type=_positive(int), default=TrainConfig.batch_size)
+    t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    t.add_argument("--threads", type=_positive(int), default=1,
+                   help="torch CPU threads (default 1: fastest for small recurrent ops)")
+    t.add_argument("--out", required=True, help="run directory (created, or an existing run to add to)")
+
+    m = sub.add_parser("members", help="list the members of a run")
+    m.add_argument("run", help="run directory")
+    m.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    return parser
+
+
+TRAIN_LR = 3e-3
+
+
+def _progress_bar(total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False, unit="step")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:
+        raise UsageError(f"universality train: device {args.device!r} is not available ({err})") from None
+    try:
+        store = RunStore.create(args.out)
+    except RunError as err:
+        raise UsageError(f"universality train: {err}") from None
+    task = make_task(args.task)
+    cell = make_cell(args.arch, args.activation)
+    seeds = [args.first_seed + i for l2 in args.l2 for i in range(args.seeds)]
+    l2s = [l2 for l2 in args.l2 for _ in range(args.seeds)]
+    pop = Population.create(cell, task, args.hidden, seeds, l2=l2s, lr=args.lr, device=device)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size)
+    shard = f"{task.name}-{cell.arch}-{cell.activation}-h{args.hidden}"
+    bar = _progress_bar(args.steps, shard)
+    last = [0]
+
+    def progress(step: int, active: int, trained: int) -> None:
+        bar.update(step - last[0])
+        last[0] = step
+        bar.set_postfix(active=active, trained=trained)
+
+    try:
+        result = train(pop, config, progress)
+    finally:
+        bar.close()
+    store.save_population(shard, pop, config.as_dict(), vars(result), device=device)
+    log.info("%s: %d/%d trained in %.1fs", shard, result.status.count("trained"), len(pop), result.seconds)
+    print(f"{shard}: {result.status.count('trained')}/{len(pop)} members passed in {result.seconds:.1f}s -> {store.path}")
+    return 0
+
+
+MEMBER_KEYS = ("member", "task", "arch", "activation", "hidden", "l2", "seed", "status", "loss", "score", "passed")
+
+
+def cmd_members(args: argparse.Namespace) -> int:
+    try:
+        rows = RunStore(args.run).members()
+    except RunError as err:
+        raise UsageError(f"universality members: {err}") from None
+    if args.json:
+        print(json.dumps([{**{k: r[k] for k in MEMBER_KEYS}, "shard": r["shard"], "lr": r["lr"],
+                           "steps": r["steps"]} for r in rows], indent=1))
+        return 0
+    header = f"{'member':>6} {'task':9} {'arch':8} {'act':5} {'hidden':>6} {'l2':>8} {'seed':>5} " \
+             f"{'status':9} {'loss':>10} {'score':>8} passed"
+    print(header)
+    for r in rows:
+        loss = "nan" if r["loss"] is None else f"{r['loss']:.3g}"
+        score = "nan" if r["score"] is None else f"{r['score']:.4f}"
+        print(f"{r['member']:>6} {r['task']:9} {r['arch']:8} {r['activation']:5} {r['hidden']:>6} "
+              f"{r['l2']:>8.1g} {r['seed']:>5} {r['status']:9} {loss:>10} {score:>8} {r['passed']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "members": cmd_members}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        print(str(err).splitlines()[0], file=sys.stderr)
+        return 2
