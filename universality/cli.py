@@ -1,4 +1,4 @@
-"""Command line: ``universality train | members`` (``python -m universality``)."""
+"""Command line: ``universality run | train | members`` (``python -m universality``)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from typing import Any
 import torch
 
 from . import __version__
-from .cells import CELLS, make_cell
-from .population import Population
+from .benchmark import PRESETS, Preset, load_preset, run_preset
+from .benchmark.pipeline import train_shard
+from .benchmark.presets import Shard
+from .cells import CELLS
 from .store import RunError, RunStore
-from .tasks import TASKS, make_task
-from .training import TrainConfig, train
+from .tasks import TASKS
+from .training import Progress, TrainConfig
 
 log = logging.getLogger("universality")
 
@@ -77,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default 1: fastest for small recurrent ops)")
     t.add_argument("--out", required=True, help="run directory (created, or an existing run to add to)")
 
+    r = sub.add_parser("run", help="train (and analyse) every population of a preset; resumable")
+    r.add_argument("--preset", default="quick", help=f"one of {sorted(PRESETS)} or a TOML file (default quick)")
+    r.add_argument("--out", default="runs/quick", help="run directory (default runs/quick)")
+    r.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    r.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
+
     m = sub.add_parser("members", help="list the members of a run")
     m.add_argument("run", help="run directory")
     m.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -92,25 +100,17 @@ def _progress_bar(total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False, unit="step")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
+def _device(name: str) -> torch.device:
     try:
-        device = torch.device(args.device)
+        device = torch.device(name)
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as err:
-        raise UsageError(f"universality train: device {args.device!r} is not available ({err})") from None
-    try:
-        store = RunStore.create(args.out)
-    except RunError as err:
-        raise UsageError(f"universality train: {err}") from None
-    task = make_task(args.task)
-    cell = make_cell(args.arch, args.activation)
-    seeds = [args.first_seed + i for l2 in args.l2 for i in range(args.seeds)]
-    l2s = [l2 for l2 in args.l2 for _ in range(args.seeds)]
-    pop = Population.create(cell, task, args.hidden, seeds, l2=l2s, lr=args.lr, device=device)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size)
-    shard = f"{task.name}-{cell.arch}-{cell.activation}-h{args.hidden}"
-    bar = _progress_bar(args.steps, shard)
+        raise UsageError(f"universality: device {name!r} is not available ({err})") from None
+    return device
+
+
+def _step_progress(total: int, desc: str) -> tuple[Progress, Any]:
+    bar = _progress_bar(total, desc)
     last = [0]
 
     def progress(step: int, active: int, trained: int) -> None:
@@ -118,13 +118,60 @@ def cmd_train(args: argparse.Namespace) -> int:
         last[0] = step
         bar.set_postfix(active=active, trained=trained)
 
+    return progress, bar
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    device = _device(args.device)
     try:
-        result = train(pop, config, progress)
+        store = RunStore.create(args.out)
+    except RunError as err:
+        raise UsageError(f"universality train: {err}") from None
+    preset = Preset(name="train", tasks=(args.task,), archs=(args.arch,), activations=(args.activation,),
+                    hidden=(args.hidden,), l2=tuple(args.l2), seeds=args.seeds, first_seed=args.first_seed,
+                    lr=args.lr, steps=args.steps, batch_size=args.batch_size)
+    (shard,) = preset.shards()
+    progress, bar = _step_progress(args.steps, shard.name)
+    try:
+        pop, result = train_shard(store, preset, shard, device, progress)
     finally:
         bar.close()
-    store.save_population(shard, pop, config.as_dict(), vars(result), device=device)
-    log.info("%s: %d/%d trained in %.1fs", shard, result.status.count("trained"), len(pop), result.seconds)
-    print(f"{shard}: {result.status.count('trained')}/{len(pop)} members passed in {result.seconds:.1f}s -> {store.path}")
+    print(f"{shard.name}: {result.status.count('trained')}/{len(pop)} members passed "
+          f"in {result.seconds:.1f}s -> {store.path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    try:
+        preset = load_preset(args.preset)
+        RunStore.create(args.out)
+    except (ValueError, RunError) as err:
+        raise UsageError(f"universality run: {err}") from None
+    bars: list[Any] = []
+
+    def on_shard(shard: Shard, index: int, total: int, skipped: bool) -> Progress | None:
+        for bar in bars:
+            bar.close()
+        bars.clear()
+        if skipped:
+            log.info("%s already trained; skipping", shard.name)
+            return None
+        progress, bar = _step_progress(preset.steps, f"[{index + 1}/{total}] {shard.name}")
+        bars.append(bar)
+        return progress
+
+    try:
+        store = run_preset(preset, args.out, device, on_shard)
+    finally:
+        for bar in bars:
+            bar.close()
+    print_members(store.members())
+    print()
+    print_pass_rates(store.members())
+    print(f"\nrun directory: {store.path}")
     return 0
 
 
@@ -140,6 +187,11 @@ def cmd_members(args: argparse.Namespace) -> int:
         print(json.dumps([{**{k: r[k] for k in MEMBER_KEYS}, "shard": r["shard"], "lr": r["lr"],
                            "steps": r["steps"]} for r in rows], indent=1))
         return 0
+    print_members(rows)
+    return 0
+
+
+def print_members(rows: list[dict[str, Any]]) -> None:
     header = f"{'member':>6} {'task':9} {'arch':8} {'act':5} {'hidden':>6} {'l2':>8} {'seed':>5} " \
              f"{'status':9} {'loss':>10} {'score':>8} passed"
     print(header)
@@ -148,10 +200,19 @@ def cmd_members(args: argparse.Namespace) -> int:
         score = "nan" if r["score"] is None else f"{r['score']:.4f}"
         print(f"{r['member']:>6} {r['task']:9} {r['arch']:8} {r['activation']:5} {r['hidden']:>6} "
               f"{r['l2']:>8.1g} {r['seed']:>5} {r['status']:9} {loss:>10} {score:>8} {r['passed']}")
-    return 0
 
 
-COMMANDS = {"train": cmd_train, "members": cmd_members}
+def print_pass_rates(rows: list[dict[str, Any]]) -> None:
+    """Pass rate per task x arch x activation."""
+    groups: dict[tuple[str, str, str], list[bool]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["arch"], r["activation"]), []).append(r["passed"])
+    print(f"{'task':9} {'arch':8} {'act':5} passed")
+    for (task, arch, act), passed in sorted(groups.items()):
+        print(f"{task:9} {arch:8} {act:5} {sum(passed)}/{len(passed)}")
+
+
+COMMANDS = {"train": cmd_train, "run": cmd_run, "members": cmd_members}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

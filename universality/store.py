@@ -75,7 +75,7 @@ def provenance(device: str | torch.device, seed: int | None = None) -> dict[str,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "seed": seed,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
 
@@ -278,7 +278,7 @@ class RunStore:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _nan_to_none(value: Any) -> Any:

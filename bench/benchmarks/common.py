@@ -1,0 +1,40 @@
+"""Shared helpers for the asv suite: device selection, thread settings, a GEMM roofline."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+#: Small recurrent ops are ~60x slower with 2 threads than with 1 on the 2-core CI
+#: machine kind; every benchmark runs single-threaded and records it.
+THREADS = 1
+
+
+def setup_device(device: str) -> torch.device:
+    """Set the thread count and return ``device``; raise NotImplementedError (asv: skip)
+    when it is absent."""
+    torch.set_num_threads(THREADS)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotImplementedError("no CUDA device")
+    return torch.device(device)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def gemm_flops_per_second(device: torch.device, n: int = 1024, repeats: int = 5) -> float:
+    """Achieved float32 FLOP/s of an ``n x n x n`` GEMM on ``device`` (best of ``repeats``)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best

@@ -1,0 +1,48 @@
+"""``universality run``: train every shard of a preset into one run directory (resumable)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from ..cells import make_cell
+from ..population import Population
+from ..store import RunStore
+from ..tasks import make_task
+from ..training import Progress, TrainConfig, TrainResult, train
+from .presets import Preset, Shard
+
+log = logging.getLogger(__name__)
+
+#: Called once per shard: (shard, index, total, skipped) -> a per-step progress callback or None.
+ShardProgress = Callable[[Shard, int, int, bool], Progress | None]
+
+
+def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.device,
+                progress: Progress | None = None) -> tuple[Population, TrainResult]:
+    """Train one shard of ``preset`` (members: l2 x seeds) and save it in ``store``."""
+    task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
+    seeds = [preset.first_seed + s for _ in preset.l2 for s in range(preset.seeds)]
+    l2s = [v for v in preset.l2 for _ in range(preset.seeds)]
+    pop = Population.create(make_cell(shard.arch, shard.activation), task, shard.hidden, seeds,
+                            l2=l2s, lr=preset.lr, device=device)
+    config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size)
+    result = train(pop, config, progress)
+    store.save_population(shard.name, pop, {**config.as_dict(), "preset": preset.name}, vars(result), device=device)
+    log.info("%s: %d/%d trained in %.1fs", shard.name, result.status.count("trained"), len(pop), result.seconds)
+    return pop, result
+
+
+def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None) -> RunStore:
+    """Train every shard of ``preset`` not yet stored in ``out``; return the store."""
+    store = RunStore.create(out)
+    done = set(store.shards())
+    shards = preset.shards()
+    for i, shard in enumerate(shards):
+        skipped = shard.name in done
+        progress = on_shard(shard, i, len(shards), skipped) if on_shard else None
+        if not skipped:
+            train_shard(store, preset, shard, device, progress)
+    return store

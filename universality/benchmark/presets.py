@@ -1,0 +1,96 @@
+"""Presets: which populations a benchmark run trains (built-in names or a TOML file)."""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..cells import CELLS
+from ..tasks import TASKS
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One population of equal shape: task x arch x activation x hidden size."""
+
+    task: str
+    arch: str
+    activation: str
+    hidden: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-{self.arch}-{self.activation}-h{self.hidden}"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A grid of populations and how to train them. Members of a shard are
+    ``l2 x seeds``; ``task_params`` overrides task defaults per task name."""
+
+    name: str
+    tasks: tuple[str, ...] = tuple(TASKS)
+    archs: tuple[str, ...] = ("vanilla", "ugrnn", "gru", "lstm")
+    activations: tuple[str, ...] = ("tanh", "relu")
+    hidden: tuple[int, ...] = (32,)
+    l2: tuple[float, ...] = (0.0,)
+    seeds: int = 4
+    first_seed: int = 0
+    lr: float = 3e-3
+    steps: int = 3000
+    batch_size: int = 64
+    task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.tasks if t not in TASKS] + [a for a in self.archs if a not in CELLS]
+        unknown += [a for a in self.activations if a not in ("tanh", "relu")]
+        if unknown:
+            raise ValueError(f"preset {self.name!r}: unknown task/arch/activation {unknown}")
+        if self.seeds < 1 or self.steps < 1 or self.batch_size < 1 or min(self.hidden, default=0) < 1:
+            raise ValueError(f"preset {self.name!r}: seeds, steps, batch_size and hidden must be positive")
+        if not self.tasks or not self.archs or not self.activations or not self.l2:
+            raise ValueError(f"preset {self.name!r}: tasks, archs, activations and l2 must be non-empty")
+        if any(v < 0 for v in self.l2) or not self.lr > 0:
+            raise ValueError(f"preset {self.name!r}: l2 must be >= 0 and lr > 0")
+        if set(self.task_params) - set(self.tasks):
+            raise ValueError(f"preset {self.name!r}: task_params for tasks not in the preset")
+
+    def shards(self) -> list[Shard]:
+        grid = itertools.product(self.tasks, self.archs, self.activations, self.hidden)
+        return [Shard(*cell) for cell in grid]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(name="quick", hidden=(16,), seeds=2, steps=400, lr=1e-2),
+    "reference": Preset(name="reference", hidden=(32,), seeds=8, steps=3000),
+    "paper": Preset(
+        name="paper", hidden=(64, 128, 256), l2=(1e-5, 1e-4, 1e-3, 1e-2), seeds=10, steps=20000, lr=1e-3
+    ),
+}
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A built-in preset by name, or a TOML file with the Preset fields."""
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ValueError(f"unknown preset {name_or_path!r}: use one of {sorted(PRESETS)} or a TOML file path")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML ({err})") from None
+    known = {f.name for f in fields(Preset)}
+    if set(data) - known:
+        raise ValueError(f"{path}: unknown preset fields {sorted(set(data) - known)}; valid: {sorted(known)}")
+    data.setdefault("name", path.stem)
+    for key in ("tasks", "archs", "activations", "hidden", "l2"):
+        if key in data:
+            data[key] = tuple(data[key])
+    return Preset(**data)
