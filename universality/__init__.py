@@ -1,5 +1,28 @@
-"""universality: populations of RNNs, their geometry and their computational scaffold."""
+"""universality: populations of RNNs, their geometry and their computational scaffold.
+
+Public API (explicit re-exports; everything else is private to its module).
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from .cells import Cell as Cell
+from .cells import ModuleCell as ModuleCell
+from .cells import make_cell as make_cell
+from .compare import mds as mds
+from .compare import separability as separability
+from .dynamics import FixedPointConfig as FixedPointConfig
+from .dynamics import FixedPoints as FixedPoints
+from .dynamics import find_fixed_points as find_fixed_points
+from .geometry import distance as distance
+from .geometry import pairwise_distances as pairwise_distances
+from .population import Member as Member
+from .population import Population as Population
+from .store import RunError as RunError
+from .store import RunStore as RunStore
+from .tasks import Task as Task
+from .tasks import Trials as Trials
+from .tasks import make_task as make_task
+from .training import TrainConfig as TrainConfig
+from .training import train as train

@@ -13,9 +13,11 @@ import torch
 
 from . import __version__
 from .benchmark import PRESETS, Preset, load_preset, run_preset
+from .benchmark.analyze import AnalysisConfig, analysis_rows, analyze_run
 from .benchmark.pipeline import train_shard
 from .benchmark.presets import Shard
 from .cells import CELLS
+from .dynamics import FixedPointConfig
 from .store import RunError, RunStore
 from .tasks import TASKS
 from .training import Progress, TrainConfig
@@ -85,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="torch device (default cpu)")
     r.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
 
+    a = sub.add_parser("analyze", help="fixed points, states and geometry of every member of a run (resumable)")
+    a.add_argument("run", help="run directory")
+    a.add_argument("--json", action="store_true", help="print per-member results as JSON")
+    a.add_argument("--candidates", type=_positive(int), default=FixedPointConfig.n_initial,
+                   help=f"fixed-point candidates per member and condition (default {FixedPointConfig.n_initial})")
+    a.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    a.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
+
     m = sub.add_parser("members", help="list the members of a run")
     m.add_argument("run", help="run directory")
     m.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -94,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 TRAIN_LR = 3e-3
 
 
-def _progress_bar(total: int, desc: str) -> Any:
+def _progress_bar(total: int | None, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False, unit="step")
@@ -212,7 +222,38 @@ def print_pass_rates(rows: list[dict[str, Any]]) -> None:
         print(f"{task:9} {arch:8} {act:5} {sum(passed)}/{len(passed)}")
 
 
-COMMANDS = {"train": cmd_train, "run": cmd_run, "members": cmd_members}
+def cmd_analyze(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    try:
+        store = RunStore(args.run)
+    except RunError as err:
+        raise UsageError(f"universality analyze: {err}") from None
+    bar = _progress_bar(None, "analyze")
+
+    def on_step(what: str) -> None:
+        bar.set_description(what)
+        bar.update(1)
+
+    try:
+        config = AnalysisConfig(fixed_points=FixedPointConfig(n_initial=args.candidates))
+        analyze_run(store, config, device, on_step)
+    finally:
+        bar.close()
+    rows = analysis_rows(store)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'member':>6} {'shard':28} {'passed':6} {'points':>6} {'stable':>6} {'indices':24} max_residual")
+    for r in rows:
+        fp = r["fixed_points"]
+        indices = ",".join(f"{k}:{v}" for k, v in sorted(fp["index_counts"].items()))
+        print(f"{r['member']:>6} {r['shard']:28} {r['passed']!s:6} {fp['count']:>6} {fp['stable']:>6} "
+              f"{indices:24} {fp['max_residual']:.1e}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "run": cmd_run, "analyze": cmd_analyze, "members": cmd_members}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

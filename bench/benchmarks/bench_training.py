@@ -19,7 +19,7 @@ from universality.population import Population
 from universality.tasks import make_task
 from universality.training import TrainConfig, train
 
-from .common import THREADS, gemm_flops_per_second, setup_device, sync
+from .common import THREADS, gemm_flops_per_second, grid, setup_device, sync
 
 BATCH = 64
 N_TIME = 64
@@ -37,7 +37,7 @@ def _model_flops(p: int, h: int, i: int = 3, o: int = 3) -> float:
 
 
 class PopulationTrainStep:
-    params = ([1, 16, 256], [32, 128], ["cpu", "cuda"])
+    params = (grid([1, 16, 256], [1, 16]), grid([32, 128], [32]), ["cpu", "cuda"])
     param_names = ["P", "H", "device"]
     timeout = 300
 
@@ -77,7 +77,7 @@ class _Net(nn.Module):
 class LoopTrainStep:
     """Baseline: P networks as separate torch.nn modules, one Adam step each in a loop."""
 
-    params = ([1, 16, 256], [32, 128], ["cpu", "cuda"])
+    params = (grid([1, 16, 256], [1, 16]), grid([32, 128], [32]), ["cpu", "cuda"])
     param_names = ["P", "H", "device"]
     timeout = 600
 

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import time
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
+
+#: ``UNIVERSALITY_BENCH_CI=1`` (set by tox's bench env) shrinks every grid to its small
+#: end so the CI smoke pass stays within minutes; real measurements run the full grids.
+CI = os.environ.get("UNIVERSALITY_BENCH_CI") == "1"
+
+
+def grid(full: list[T], ci: list[T]) -> list[T]:
+    """Parameter values: ``full`` normally, ``ci`` under UNIVERSALITY_BENCH_CI=1."""
+    return ci if CI else full
 
 #: Small recurrent ops are ~60x slower with 2 threads than with 1 on the 2-core CI
 #: machine kind; every benchmark runs single-threaded and records it.

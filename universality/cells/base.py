@@ -104,6 +104,15 @@ def scaled_orthogonal(n: int, gain: float, generator: torch.Generator) -> Tensor
     return (gain * q).to(torch.float32)
 
 
+def gated_gain(activation: str, gain: float | None) -> float:
+    """Default recurrent gain of the gated cells: 1 for tanh; 0.5 for relu, whose
+    unbounded candidate (and LSTM cell) otherwise overflows on long inputs before
+    training starts (measured: ReLU LSTMs on the cdi task diverged at step 1)."""
+    if gain is not None:
+        return gain
+    return 1.0 if activation == "tanh" else 0.5
+
+
 def stacked_recurrent(
     n_blocks: int, hidden_size: int, gain: float, generator: torch.Generator
 ) -> Tensor:

@@ -9,18 +9,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Cell, Params, fan_in_normal, linear_drive, recurrent_term, stacked_recurrent
+from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
 
 
 class GRU(Cell):
     """Gated recurrent unit; ``activation`` replaces the candidate's tanh, gates stay
-    sigmoid. Recurrent blocks start orthogonal (gain 1), biases at zero."""
+    sigmoid. Recurrent blocks start orthogonal (gain 1 for tanh, 0.5 for
+    relu), biases at zero."""
 
     arch = "gru"
 
-    def __init__(self, activation: str = "tanh", gain: float = 1.0) -> None:
+    def __init__(self, activation: str = "tanh", gain: float | None = None) -> None:
         super().__init__(activation)
-        self.gain = gain
+        self.gain = gated_gain(activation, gain)
 
     def init_params(self, input_size: int, hidden_size: int, generator: torch.Generator) -> Params:
         return {

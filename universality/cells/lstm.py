@@ -9,19 +9,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Cell, Params, fan_in_normal, linear_drive, recurrent_term, stacked_recurrent
+from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
 
 
 class LSTM(Cell):
     """Long short-term memory; ``activation`` replaces both tanh's (cell input and
     output squashing), gates stay sigmoid. The forget-gate bias starts at +1
-    (Jozefowicz et al. 2015), recurrent blocks orthogonal (gain 1)."""
+    (Jozefowicz et al. 2015), recurrent blocks orthogonal (gain 1 for tanh, 0.5 for relu)."""
 
     arch = "lstm"
 
-    def __init__(self, activation: str = "tanh", gain: float = 1.0, forget_bias: float = 1.0) -> None:
+    def __init__(self, activation: str = "tanh", gain: float | None = None, forget_bias: float = 1.0) -> None:
         super().__init__(activation)
-        self.gain = gain
+        self.gain = gated_gain(activation, gain)
         self.forget_bias = forget_bias
 
     def state_size(self, hidden_size: int) -> int:

@@ -28,7 +28,7 @@ class ModuleCell(Cell):
 
     def __init__(self, factory: Callable[[int, int], nn.Module], arch: str | None = None) -> None:
         self.factory = factory
-        self.arch = arch or getattr(factory, "__name__", "custom")
+        self.arch = arch or str(getattr(factory, "__name__", "custom"))
         self.activation = "custom"
         self._template: nn.Module | None = None
         self._sizes: tuple[int, int] | None = None

@@ -9,19 +9,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Cell, Params, fan_in_normal, linear_drive, recurrent_term, stacked_recurrent
+from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
 
 
 class UGRNN(Cell):
     """Update-gate RNN; ``activation`` is the candidate's nonlinearity. The update
     gate bias starts at +1 (TensorFlow's UGRNNCell forget_bias) so the state is
-    remembered by default; recurrent blocks orthogonal (gain 1)."""
+    remembered by default; recurrent blocks orthogonal (gain 1 for tanh, 0.5 for relu)."""
 
     arch = "ugrnn"
 
-    def __init__(self, activation: str = "tanh", gain: float = 1.0, gate_bias: float = 1.0) -> None:
+    def __init__(self, activation: str = "tanh", gain: float | None = None, gate_bias: float = 1.0) -> None:
         super().__init__(activation)
-        self.gain = gain
+        self.gain = gated_gain(activation, gain)
         self.gate_bias = gate_bias
 
     def init_params(self, input_size: int, hidden_size: int, generator: torch.Generator) -> Params:

@@ -1,0 +1,71 @@
+"""``universality analyze``: fixed points, states and geometry stored per run; resumable."""
+
+import json
+
+import pytest
+import torch
+
+from universality.benchmark.analyze import AnalysisConfig, load_fixed_points, load_geometry, probe_states
+from universality.cli import main
+from universality.geometry import pairwise_distances
+from universality.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("analyze") / "run"
+    common = ["--task", "flipflop", "--hidden", "8", "--steps", "150", "--batch-size", "32", "--lr", "1e-2"]
+    assert main(["train", "--arch", "gru", "--seeds", "2", *common, "--out", str(out)]) == 0
+    assert main(["train", "--arch", "vanilla", "--seeds", "1", *common, "--out", str(out)]) == 0
+    return out
+
+
+def test_analyze_json_reports_fixed_points_per_member(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["analyze", str(run_dir), "--candidates", "128", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["member"] for r in rows] == [0, 1, 2]
+    store = RunStore(run_dir)
+    for r in rows:
+        fp = r["fixed_points"]
+        assert set(fp) >= {"count", "stable", "index_counts", "max_residual"}
+        assert fp["count"] == sum(fp["index_counts"].values()) and fp["stable"] == fp["index_counts"].get("0", 0)
+        assert fp["count"] >= 1 and fp["max_residual"] <= 1e-10
+    # the stored fixed points are those reported, and each is a root of its member's map
+    fps = load_fixed_points(store, "flipflop-gru-tanh-h8")
+    pop = store.load_population("flipflop-gru-tanh-h8").to("cpu", torch.float64)
+    pts = fps.points[:, 0]  # [P, N, S] at the single zero-input condition
+    mapped = pop.step(torch.zeros(len(pop), pts.shape[1], 3, dtype=torch.float64), pts)
+    assert ((mapped - pts).abs().amax(-1)[fps.mask[:, 0]] < 1e-9).all()
+
+
+def test_geometry_matrices_match_a_direct_computation(run_dir):
+    main(["analyze", str(run_dir), "--candidates", "128"])
+    geo = load_geometry(RunStore(run_dir), "flipflop")
+    assert geo["members"].tolist() == [0, 1, 2]
+    for metric in ("svcca", "cca_angular", "cka", "procrustes"):
+        d = geo[metric]
+        assert d.shape == (3, 3) and torch.allclose(d, d.T) and (d.diagonal() == 0).all()
+    store = RunStore(run_dir)
+    reps = []
+    for shard in store.shards():
+        pop = store.load_population(shard)
+        s = probe_states(pop, AnalysisConfig())[..., :8]
+        reps += [s[i].reshape(-1, 8) for i in range(len(pop))]
+    torch.testing.assert_close(geo["cka"], pairwise_distances(reps, "cka"))
+
+
+def test_analyze_is_resumable(run_dir):
+    main(["analyze", str(run_dir), "--candidates", "128"])
+    files = sorted((run_dir / "analysis").rglob("*.safetensors"))
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    main(["analyze", str(run_dir), "--candidates", "128"])
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps  # nothing recomputed
+    main(["analyze", str(run_dir), "--candidates", "64"])  # new settings: fixed points only
+    changed = {f.parent.name for f in files if f.stat().st_mtime_ns != stamps[f]}
+    assert changed == {"fixed_points"}
+
+
+def test_analyze_refuses_a_missing_run(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "none")]) == 2
+    assert "no such run directory" in capsys.readouterr().err

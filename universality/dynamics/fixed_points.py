@@ -1,0 +1,335 @@
+"""Fixed points of whole populations: batched Levenberg-Marquardt, certified in float64.
+
+All members x conditions x candidates are solved at once as the batch axis of
+``population.step``: ``[P, C*K, S]`` states with the condition inputs ``[P, C*K, I]``.
+Each candidate minimises q(h) = 1/2 ||F(h, x) - h||^2 by Levenberg-Marquardt on the
+residual F(h) - h with its *own* damping (Nielsen's update), so a candidate far from a
+root takes gradient-like steps while one near a root takes Newton steps (quadratic
+convergence), and a candidate that has converged stops moving and stops costing compute
+(active candidates are compacted every iteration). Everything runs in float64.
+
+Each candidate ends ``fixed`` (max-norm residual <= ``tol_fixed``), ``slow``
+(q <= ``tol_slow``) or ``unconverged``. Kept points are deduplicated per member and
+condition (greedy, best residual first, max-norm distance < ``tol_unique``) with batched
+distance matrices, then linearised: Jacobians, eigen-decomposition, stability index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..population import Population
+from .linearise import Step, eigendecompose, float64_params, jacobians, stability_index, step_jacobians
+from .result import STATUSES, FixedPoints
+
+log = logging.getLogger(__name__)
+
+FIXED, SLOW, UNCONVERGED = range(3)
+
+@dataclass(frozen=True)
+class FixedPointConfig:
+    """Settings of :func:`find_fixed_points` (all tolerances in state units, float64).
+
+    Default candidates (when no ``initial_states`` are given): ``n_initial`` states drawn
+    from the members' trajectories on ``n_trials`` task trials plus Gaussian noise of
+    std ``noise`` (Golub & Sussillo's flip-flop example: 1024 states, sigma 0.5, so that
+    saddles are found), all from ``seed``; every member gets the same trial and time
+    indices and the same noise, so its candidates depend on its own weights only.
+
+    * ``tol_fixed = 1e-10``: max-norm residual certifying a fixed point. LM ends in
+      Newton steps, whose quadratic convergence takes an isolated root from ~1e-6 to the
+      float64 floor (~1e-15) in two steps, so 1e-10 is reached whenever a root is.
+    * ``tol_slow = 1e-6``: q below which an uncertified candidate is a slow point
+      (PAPER_NOTES section 7 keeps points with q below 1e-8..1e-6).
+    * ``tol_unique = 1e-3``: two points are the same if they differ by less than this in
+      every coordinate (FixedPointFinder's default); certified roots of one point agree
+      to ~1e-12, distinct points of trained networks are O(0.1) apart.
+    * ``include_slow``: also keep (and linearise) slow points; ``FixedPoints.fixed``
+      tells them apart.
+    * A candidate stops after ``max_iters = 200`` LM iterations; when q is stationary,
+      ``||A^T r|| <= tol_stationary ||A||_F ||r||`` with A = J - I and ``tol_stationary =
+      1e-8`` (r is orthogonal to the range of A: a local minimum of q, i.e. a slow point,
+      or a root so degenerate that sigma_min(A) / ||A|| < 1e-8 and residual / sigma_min
+      bounds nothing); or when its damping exceeds ``max_damping = 1e12`` times
+      ``1 + max diag(A^T A)`` (repeatedly rejected steps).
+    * ``tol_unstable = 0``: a mode is unstable if |lambda| > 1 + tol_unstable.
+    * ``max_rows = 2**20``: candidates are solved in chunks so that one Jacobian pass
+      feeds at most this many rows (P * chunk * S) to ``population.step`` (memory bound).
+    """
+
+    n_initial: int = 1024
+    noise: float = 0.5
+    n_trials: int = 16
+    seed: int = 0
+    tol_fixed: float = 1e-10
+    tol_slow: float = 1e-6
+    tol_unique: float = 1e-3
+    include_slow: bool = False
+    max_iters: int = 200
+    max_damping: float = 1e12
+    tol_stationary: float = 1e-8
+    tol_unstable: float = 0.0
+    max_rows: int = 2**20
+
+    def __post_init__(self) -> None:
+        for name in ("n_initial", "n_trials", "max_iters", "max_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"FixedPointConfig.{name} must be a positive int, got {value!r}")
+        for name in ("tol_fixed", "tol_slow", "tol_unique", "max_damping", "tol_stationary"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"FixedPointConfig.{name} must be a finite number > 0, got {value!r}")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"FixedPointConfig.noise must be >= 0, got {self.noise!r}")
+        if not (math.isfinite(self.tol_unstable) and self.tol_unstable >= 0):
+            raise ValueError(f"FixedPointConfig.tol_unstable must be >= 0, got {self.tol_unstable!r}")
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------- public API
+def sample_initial_states(population: Population, config: FixedPointConfig = FixedPointConfig()) -> Tensor:
+    """Candidates ``[P, K, S]`` (float64, K = ``config.n_initial``): states visited on task
+    trials plus Gaussian noise (see :class:`FixedPointConfig`)."""
+    gen = torch.Generator().manual_seed(config.seed)
+    trials = population.task.sample(config.n_trials, gen)
+    with torch.no_grad():
+        states, _ = population.run(trials.inputs.to(population.device))  # [P, B, T, S]
+    flat = states.flatten(1, 2).to(torch.float64)
+    pick = torch.randint(flat.shape[1], (config.n_initial,), generator=gen).to(flat.device)
+    noise = config.noise * torch.randn(config.n_initial, flat.shape[-1], generator=gen, dtype=torch.float64)
+    return flat[:, pick] + noise.to(flat.device)
+
+
+def find_fixed_points(
+    population: Population,
+    conditions: Tensor | None = None,
+    initial_states: Tensor | None = None,
+    config: FixedPointConfig = FixedPointConfig(),
+    device: str | torch.device | None = None,
+) -> FixedPoints:
+    """Unique fixed points of every member at every constant input, with their linearisation.
+
+    ``conditions [C, I]`` default to ``population.task.conditions()``; ``initial_states``
+    are ``[P, C, K, S]`` (per condition) or ``[P, K, S]`` (shared by all conditions),
+    default :func:`sample_initial_states`. Computes on ``device`` (default: the
+    population's); returns CPU tensors.
+    """
+    pop = population if device is None else population.to(device)
+    dev, p_count, s = pop.device, len(pop), pop.state_size
+    cond = _check_conditions(pop, conditions)
+    c_count, i_size = cond.shape
+    init = sample_initial_states(pop, config) if initial_states is None else initial_states
+    init = _check_initial_states(init, p_count, c_count, s).to(device=dev, dtype=torch.float64)
+    k_count = init.shape[2]
+    cond = cond.to(device=dev, dtype=torch.float64)
+
+    params = float64_params(pop)
+
+    def step(x: Tensor, h: Tensor) -> Tensor:
+        return pop.step(x, h, params)
+
+    x = cond[None, :, None].expand(p_count, c_count, k_count, i_size).reshape(p_count, -1, i_size)
+    with torch.no_grad():
+        h = _solve(step, x, init.reshape(p_count, -1, s), config)
+        r = step(x, h) - h
+    residual = r.abs().amax(-1).nan_to_num(math.inf)
+    q = (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
+    status = torch.full_like(residual, UNCONVERGED, dtype=torch.long)
+    status[q <= config.tol_slow] = SLOW
+    status[residual <= config.tol_fixed] = FIXED
+    status = status.view(p_count, c_count, k_count)
+    status_counts = torch.stack([(status == k).sum(-1) for k in range(len(STATUSES))], dim=-1)
+    log.info("fixed-point candidates: %s", dict(zip(STATUSES, status_counts.sum((0, 1)).tolist(), strict=True)))
+
+    keep = status <= (SLOW if config.include_slow else FIXED)
+    h = h.view(p_count, c_count, k_count, s)
+    rep, size = deduplicate(h, keep, residual.view(p_count, c_count, k_count), config.tol_unique)
+    return _linearise(pop, params, h, rep, size, cond, status_counts, config)
+
+
+def deduplicate(points: Tensor, keep: Tensor, score: Tensor, tol: float) -> tuple[Tensor, Tensor]:
+    """Greedy clustering within each group: ``points [..., K, S]``, ``keep [..., K]``,
+    ``score [..., K]`` (lower is better).
+
+    In order of ``score``, a kept candidate becomes a representative unless a better
+    representative lies within max-norm distance ``< tol``; every other kept candidate
+    joins its best representative within ``tol``. Returns ``representative [..., K]``
+    (bool) and ``cluster_size [..., K]`` (int64; 0 for non-representatives). Batched over
+    groups with distance matrices, chunked to bound memory.
+    """
+    lead, (k, s) = points.shape[:-2], points.shape[-2:]
+    pts, kp, sc = points.reshape(-1, k, s), keep.reshape(-1, k), score.reshape(-1, k)
+    rep = torch.zeros_like(kp)
+    size = torch.zeros(kp.shape, dtype=torch.long, device=kp.device)
+    chunk = max(1, 2**24 // max(k * k, 1))
+    for g in range(0, len(pts), chunk):
+        sl = slice(g, g + chunk)
+        rep[sl], size[sl] = _greedy_clusters(pts[sl], kp[sl], sc[sl], tol)
+    return rep.view(*lead, k), size.view(*lead, k)
+
+
+# ---------------------------------------------------------------------- the solver
+def _solve(step: Step, x: Tensor, h: Tensor, config: FixedPointConfig) -> Tensor:
+    """Chunks of candidates along the batch axis, each solved by :func:`_levenberg_marquardt`."""
+    p, n, s = h.shape
+    rows = max(1, config.max_rows // (p * (s + 1)))
+    parts = [_levenberg_marquardt(step, x[:, i : i + rows], h[:, i : i + rows], config) for i in range(0, n, rows)]
+    return torch.cat(parts, dim=1) if parts else h
+
+
+def _levenberg_marquardt(step: Step, x: Tensor, h: Tensor, config: FixedPointConfig) -> Tensor:
+    """Per-candidate LM on r(h) = F(h) - h: ``x [P, N, I]``, ``h [P, N, S]`` -> ``[P, N, S]``."""
+    p, n, s = h.shape
+    eye = torch.eye(s, dtype=h.dtype, device=h.device)
+    r = step(x, h) - h
+    q = (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
+    mu = torch.full_like(q, math.nan)  # per-candidate damping, set from the first Jacobian
+    nu = torch.full_like(q, 2.0)
+    active = torch.isfinite(q) & (r.abs().amax(-1) > config.tol_fixed)
+    iters = 0
+    for iters in range(1, config.max_iters + 1):  # noqa: B007
+        width = int(active.sum(1).max())
+        if width == 0:
+            break
+        # Compact: each member's active candidates first, then any padding (inactive rows).
+        idx = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :width]
+        idx_s = idx.unsqueeze(-1).expand(p, width, s)
+        on = active.gather(1, idx)
+        ha, xa = h.gather(1, idx_s), x.gather(1, idx.unsqueeze(-1).expand(p, width, x.shape[-1]))
+        qa, mua, nua = q.gather(1, idx), mu.gather(1, idx), nu.gather(1, idx)
+
+        fa, jac, _ = step_jacobians(step, ha, xa)
+        ra = fa - ha
+        a = jac - eye
+        grad = (a.transpose(-1, -2) @ ra.unsqueeze(-1)).squeeze(-1)
+        hess = a.transpose(-1, -2) @ a
+        diag_max = torch.diagonal(hess, dim1=-2, dim2=-1).amax(-1)
+        # q is stationary where the residual is orthogonal to the range of J - I: a slow point.
+        stationary = grad.norm(dim=-1) <= config.tol_stationary * torch.linalg.matrix_norm(a) * ra.norm(dim=-1)
+        mua = torch.where(torch.isnan(mua), 1e-3 * diag_max.clamp_min(1e-12), mua)
+        chol, info = torch.linalg.cholesky_ex(hess + mua[..., None, None] * eye)
+        d = -torch.cholesky_solve(grad.unsqueeze(-1), chol).squeeze(-1)
+        h_new = ha + d
+        r_new = step(xa, h_new) - h_new
+        q_new = (0.5 * r_new.square().sum(-1)).nan_to_num(math.inf)
+
+        accept = on & (info == 0) & (q_new < qa) & torch.isfinite(d).all(-1)
+        predicted = (0.5 * (d * (mua.unsqueeze(-1) * d - grad)).sum(-1)).clamp_min(1e-300)
+        rho = (qa - q_new) / predicted
+        shrink = (1 - (2 * rho - 1) ** 3).clamp(min=1 / 3).nan_to_num(1 / 3)
+        mua = torch.where(accept, mua * shrink, mua * nua)
+        nua = torch.where(accept, torch.full_like(nua, 2.0), 2 * nua)
+        ha = torch.where(accept.unsqueeze(-1), h_new, ha)
+        ra = torch.where(accept.unsqueeze(-1), r_new, ra)
+        qa = torch.where(accept, q_new, qa)
+        stalled = mua > config.max_damping * (1 + diag_max)
+        on = on & (ra.abs().amax(-1) > config.tol_fixed) & ~stalled & ~stationary
+
+        h = h.scatter(1, idx_s, ha)
+        q, mu, nu = q.scatter(1, idx, qa), mu.scatter(1, idx, mua), nu.scatter(1, idx, nua)
+        active = active.scatter(1, idx, on)
+    log.debug("LM: %d iterations, %d candidates still active", iters, int(active.sum()))
+    return h
+
+
+# ---------------------------------------------------------------------- dedup
+def _greedy_clusters(points: Tensor, keep: Tensor, score: Tensor, tol: float) -> tuple[Tensor, Tensor]:
+    """:func:`deduplicate` on ``[G, K, S]`` groups (one chunk)."""
+    g, k, _ = points.shape
+    order = torch.where(keep, score, math.inf).nan_to_num(math.inf).argsort(dim=1, stable=True)
+    pts = points.gather(1, order.unsqueeze(-1).expand_as(points))
+    kp = keep.gather(1, order)
+    near = (torch.cdist(pts, pts, p=math.inf) < tol) & kp.unsqueeze(1) & kp.unsqueeze(2)  # [G, K, K]
+    earlier = near & torch.ones(k, k, dtype=torch.bool, device=pts.device).tril(-1)  # [g, j, i]: i < j near
+    rep = torch.zeros_like(kp)
+    undecided = kp.clone()
+    while undecided.any():
+        # j is a representative once no earlier neighbour can still be one; it is not once one is.
+        blocked = (earlier & (rep | undecided).unsqueeze(1)).any(-1)
+        rep |= undecided & ~blocked
+        taken = (earlier & rep.unsqueeze(1)).any(-1)
+        undecided &= ~rep & ~taken
+    # Every kept candidate joins its first (best) representative within tol (itself if one).
+    owner = (near & rep.unsqueeze(1)).to(torch.int8).argmax(-1)  # [G, K]
+    size_sorted = torch.zeros(g, k, dtype=torch.long, device=pts.device)
+    size_sorted.scatter_add_(1, owner, kp.long())
+    size_sorted *= rep
+    inverse = order.argsort(dim=1)
+    return rep.gather(1, inverse), size_sorted.gather(1, inverse)
+
+
+# ---------------------------------------------------------------------- linearise
+def _linearise(
+    pop: Population,
+    params: dict[str, Tensor],
+    h: Tensor,
+    rep: Tensor,
+    size: Tensor,
+    cond: Tensor,
+    status_counts: Tensor,
+    config: FixedPointConfig,
+) -> FixedPoints:
+    """Pad the representatives to ``[P, C, N, S]`` (candidate order) and linearise them."""
+    p, c, k, s = h.shape
+    n = int(rep.sum(-1).max()) if rep.numel() else 0
+    slot = torch.argsort((~rep).to(torch.int8), dim=-1, stable=True)[..., :n]  # [P, C, N]
+    mask = rep.gather(-1, slot)
+    points = torch.where(mask.unsqueeze(-1), h.gather(2, slot.unsqueeze(-1).expand(p, c, n, s)), 0.0)
+    cluster = size.gather(-1, slot) * mask
+    i = cond.shape[-1]
+    x = cond[None, :, None].expand(p, c, n, i)
+
+    f, jac, jac_x = jacobians(pop, points.reshape(p, c * n, s), x.reshape(p, c * n, i), params)
+    r = (f - points.reshape(p, c * n, s)).view(p, c, n, s)
+    jac, jac_x = jac.view(p, c, n, s, s), jac_x.view(p, c, n, s, i)
+    eye = torch.eye(s, dtype=jac.dtype, device=jac.device)
+    sigma = torch.linalg.svdvals(jac - eye)[..., -1]
+    values, right, left = eigendecompose(jac)
+    index = stability_index(values, config.tol_unstable)
+    residual = r.abs().amax(-1)
+    fields = {
+        "points": points, "mask": mask, "fixed": mask & (residual <= config.tol_fixed),
+        "residual": residual, "q": 0.5 * r.square().sum(-1), "sigma_min": sigma, "cluster_size": cluster,
+        "index": index, "eigenvalues": values, "right": right, "left": left, "jacobian": jac,
+        "input_jacobian": jac_x,
+    }
+    # Stable points first (padded slots last), candidate order within an index.
+    order = torch.where(mask, index, s + 1).argsort(dim=-1, stable=True)
+    out = {}
+    for name, value in fields.items():
+        idx = order.view(p, c, n, *([1] * (value.dim() - 3))).expand_as(value)
+        value = value.gather(2, idx)
+        pad = mask.gather(2, order).view(p, c, n, *([1] * (value.dim() - 3)))
+        out[name] = torch.where(pad, value, torch.zeros((), dtype=value.dtype, device=value.device)).cpu()
+    return FixedPoints(**out, conditions=cond.cpu(), status_counts=status_counts.cpu(), config=config.as_dict())
+
+
+def _check_conditions(pop: Population, conditions: Tensor | None) -> Tensor:
+    cond = pop.task.conditions() if conditions is None else torch.as_tensor(conditions)
+    if cond.dim() == 1:
+        cond = cond.unsqueeze(0)
+    if cond.dim() != 2 or cond.shape[1] != pop.task.input_size:
+        raise ValueError(
+            f"conditions must be [C, I] constant inputs with I = {pop.task.input_size}; got {tuple(cond.shape)}"
+        )
+    return cond
+
+
+def _check_initial_states(init: Tensor, p: int, c: int, s: int) -> Tensor:
+    init = torch.as_tensor(init)
+    if init.dim() == 3 and init.shape[0] == p and init.shape[2] == s:
+        init = init.unsqueeze(1).expand(p, c, *init.shape[1:])
+    if init.dim() != 4 or init.shape[:2] != (p, c) or init.shape[3] != s or init.shape[2] < 1:
+        raise ValueError(
+            f"initial_states must be [P, K, S] or [P, C, K, S] with P={p}, C={c}, S={s}; got {tuple(init.shape)}"
+        )
+    return init

@@ -1,0 +1,140 @@
+"""``FixedPoints``: unique fixed points per member and condition, padded, with masks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from torch import Tensor
+
+from ..store import atomic_save_tensors, load_tensors
+from .linearise import timescales
+
+FORMAT = "universality-fixed-points"
+#: Per-candidate outcomes, in the order of ``FixedPoints.status_counts``'s last axis.
+STATUSES = ("fixed", "slow", "unconverged")
+_COMPLEX = ("eigenvalues", "right", "left")
+
+
+@dataclass(frozen=True)
+class FixedPoints:
+    """Unique points of P members x C conditions, padded to N per (member, condition).
+
+    Shapes (CPU tensors): ``points [P, C, N, S]`` (float64), ``mask [P, C, N]`` (True
+    where a slot holds a point; padded slots hold zeros), ``fixed [P, C, N]`` (certified:
+    residual <= tol_fixed; False only for kept slow points), ``residual [P, C, N]``
+    (max-norm of F(h*) - h*, re-evaluated in float64), ``q [P, C, N]`` (1/2 ||F - h||^2),
+    ``sigma_min [P, C, N]`` (smallest singular value of J - I; residual / sigma_min bounds
+    the distance to the true root to first order), ``cluster_size [P, C, N]`` (candidates
+    that converged to the point), ``index [P, C, N]`` (stability index, #|lambda| > 1),
+    ``eigenvalues [P, C, N, S]`` (complex, |lambda| descending), ``right [P, C, N, S, S]``
+    (columns: right eigenvectors), ``left [P, C, N, S, S]`` (rows: left eigenvectors,
+    ``left @ right = I``), ``jacobian [P, C, N, S, S]`` (dF/dh), ``input_jacobian
+    [P, C, N, S, I]`` (dF/dx), ``conditions [C, I]`` and ``status_counts [P, C, 3]``
+    (candidates per outcome in :data:`STATUSES` order). Points are ordered by stability
+    index. ``config`` is the :class:`FixedPointConfig` used, as a dict.
+    """
+
+    points: Tensor
+    mask: Tensor
+    fixed: Tensor
+    residual: Tensor
+    q: Tensor
+    sigma_min: Tensor
+    cluster_size: Tensor
+    index: Tensor
+    eigenvalues: Tensor
+    right: Tensor
+    left: Tensor
+    jacobian: Tensor
+    input_jacobian: Tensor
+    conditions: Tensor
+    status_counts: Tensor
+    config: dict[str, Any]
+
+    # ------------------------------------------------------------------ shape facts
+    @property
+    def n_members(self) -> int:
+        """P."""
+        return self.points.shape[0]
+
+    @property
+    def counts(self) -> Tensor:
+        """Unique points per member and condition, ``[P, C]``."""
+        return self.mask.sum(-1)
+
+    @property
+    def timescales(self) -> Tensor:
+        """``-1 / log|lambda|`` per mode, ``[P, C, N, S]`` (negative for unstable modes)."""
+        return timescales(self.eigenvalues)
+
+    def _tensors(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+
+    # ------------------------------------------------------------------ views
+    def member(self, i: int) -> dict[str, np.ndarray]:
+        """Member ``i``'s points, unpadded: every field concatenated over conditions,
+        ``[n, ...]``, plus ``condition [n]`` (the row of ``conditions`` of each point)."""
+        if not -self.n_members <= i < self.n_members:
+            raise IndexError(f"member {i} out of range for {self.n_members} members")
+        keep = self.mask[i]  # [C, N]
+        out = {
+            name: value[i][keep].numpy()
+            for name, value in self._tensors().items()
+            if name not in ("mask", "conditions", "status_counts")
+        }
+        out["condition"] = keep.nonzero()[:, 0].numpy()
+        return out
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per member: ``count`` (unique points over all conditions), ``stable`` (index 0),
+        ``index_counts`` ({str(index): count}), ``max_residual``, ``min_sigma``, and
+        ``candidates`` ({status: count} over all candidates)."""
+        rows = []
+        for i in range(self.n_members):
+            keep = self.mask[i]
+            index = self.index[i][keep]
+            values, counts = index.unique(return_counts=True)
+            residual = self.residual[i][keep]
+            sigma = self.sigma_min[i][keep]
+            rows.append({
+                "count": int(keep.sum()),
+                "stable": int((index == 0).sum()),
+                "index_counts": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
+                "max_residual": float(residual.max()) if len(residual) else float("nan"),
+                "min_sigma": float(sigma.min()) if len(sigma) else float("nan"),
+                "candidates": dict(zip(STATUSES, self.status_counts[i].sum(0).tolist(), strict=True)),
+            })
+        return rows
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
+        """Write a safetensors file atomically (complex tensors as ``.real``/``.imag``),
+        with optional extra string ``metadata``."""
+        tensors: dict[str, Tensor] = {}
+        for name, value in self._tensors().items():
+            if value.is_complex():
+                tensors[name + ".real"], tensors[name + ".imag"] = value.real, value.imag
+            else:
+                tensors[name] = value
+        meta = {**(metadata or {}), "format": FORMAT, "config": json.dumps(self.config, sort_keys=True)}
+        atomic_save_tensors(tensors, Path(path), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FixedPoints:
+        """Read a file written by :meth:`save`."""
+        tensors = load_tensors(Path(path))
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a fixed-points file (format {meta.get('format')!r})")
+        fields = {name: torch.complex(tensors[name + ".real"], tensors[name + ".imag"]) for name in _COMPLEX}
+        fields.update({k: v for k, v in tensors.items() if "." not in k})
+        return cls(**fields, config=json.loads(meta["config"]))
