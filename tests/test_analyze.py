@@ -31,6 +31,9 @@ def test_analyze_json_reports_fixed_points_per_member(run_dir, capsys):
         assert set(fp) >= {"count", "stable", "index_counts", "max_residual"}
         assert fp["count"] == sum(fp["index_counts"].values()) and fp["stable"] == fp["index_counts"].get("0", 0)
         assert fp["count"] >= 1 and fp["max_residual"] <= 1e-10
+        assert isinstance(r["scaffold"]["canonical"], bool)
+        # the scaffold's stability counts are those of the stored fixed points
+        assert r["scaffold"]["n_stable"] == fp["stable"]
     # the stored fixed points are those reported, and each is a root of its member's map
     fps = load_fixed_points(store, "flipflop-gru-tanh-h8")
     pop = store.load_population("flipflop-gru-tanh-h8").to("cpu", torch.float64)
@@ -55,15 +58,26 @@ def test_geometry_matrices_match_a_direct_computation(run_dir):
     torch.testing.assert_close(geo["cka"], pairwise_distances(reps, "cka"))
 
 
+def test_topology_matrices_are_stored(run_dir):
+    from universality.benchmark.analyze import load_topology
+
+    main(["analyze", str(run_dir), "--candidates", "128"])
+    topo = load_topology(RunStore(run_dir), "flipflop")
+    assert topo["members"].tolist() == [0, 1, 2]
+    for name in ("scaffold", "homology"):
+        d = topo[name]
+        assert d.shape == (3, 3) and torch.equal(d, d.T) and (d.diagonal() == 0).all() and (d >= 0).all()
+
+
 def test_analyze_is_resumable(run_dir):
     main(["analyze", str(run_dir), "--candidates", "128"])
     files = sorted((run_dir / "analysis").rglob("*.safetensors"))
     stamps = {f: f.stat().st_mtime_ns for f in files}
     main(["analyze", str(run_dir), "--candidates", "128"])
     assert {f: f.stat().st_mtime_ns for f in files} == stamps  # nothing recomputed
-    main(["analyze", str(run_dir), "--candidates", "64"])  # new settings: fixed points only
+    main(["analyze", str(run_dir), "--candidates", "64"])  # new fixed points: and what depends on them
     changed = {f.parent.name for f in files if f.stat().st_mtime_ns != stamps[f]}
-    assert changed == {"fixed_points"}
+    assert changed == {"fixed_points", "scaffold", "topology"}
 
 
 def test_analyze_refuses_a_missing_run(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Command line: ``universality run | train | members`` (``python -m universality``)."""
+"""Command line: ``universality run | train | analyze | report | members`` (``python -m universality``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .benchmark import PRESETS, Preset, load_preset, run_preset
 from .benchmark.analyze import AnalysisConfig, analysis_rows, analyze_run
 from .benchmark.pipeline import train_shard
 from .benchmark.presets import Shard
+from .benchmark.report import write_report
 from .cells import CELLS
 from .dynamics import FixedPointConfig
 from .store import RunError, RunStore
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="cpu", help="torch device (default cpu)")
     a.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
 
+    rp = sub.add_parser("report", help="evaluate the claims and write the report of an analysed run")
+    rp.add_argument("run", help="run directory")
+
     m = sub.add_parser("members", help="list the members of a run")
     m.add_argument("run", help="run directory")
     m.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -173,15 +177,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         bars.append(bar)
         return progress
 
-    try:
-        store = run_preset(preset, args.out, device, on_shard)
-    finally:
+    analysis = _progress_bar(None, "analyze")
+
+    def on_step(what: str) -> None:
         for bar in bars:
             bar.close()
-    print_members(store.members())
-    print()
+        bars.clear()
+        analysis.set_description(what)
+        analysis.update(1)
+
+    try:
+        report = run_preset(preset, args.out, device, on_shard, on_step)
+    finally:
+        for bar in [*bars, analysis]:
+            bar.close()
+    store = RunStore(args.out)
     print_pass_rates(store.members())
-    print(f"\nrun directory: {store.path}")
+    print()
+    print_claims(json.loads((report.parent / "claims.json").read_text()))
+    print(f"\nreport: {report}")
+    return 0
+
+
+def print_claims(claims: list[dict[str, Any]]) -> None:
+    """The verdict table of ``claims.json``."""
+    print(f"{'claim':22} {'group':16} {'value':>7} {'n':>3}  verdict  threshold")
+    for c in claims:
+        value = "n/a" if c["value"] is None or c["value"] != c["value"] else f"{c['value']:.3g}"
+        print(f"{c['claim']:22} {c['group']:16} {value:>7} {c['n']:>3}  {'PASS' if c['passed'] else 'FAIL':7}  "
+              f"{c['threshold']}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        store = RunStore(args.run)
+        path = write_report(store)
+    except (RunError, FileNotFoundError) as err:
+        raise UsageError(f"universality report: {err}") from None
+    print_claims(json.loads((path.parent / "claims.json").read_text()))
+    print(f"\nreport: {path}")
     return 0
 
 
@@ -253,7 +287,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "run": cmd_run, "analyze": cmd_analyze, "members": cmd_members}
+COMMANDS = {"train": cmd_train, "run": cmd_run, "analyze": cmd_analyze, "report": cmd_report,
+            "members": cmd_members}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,8 @@ from universality.dynamics import FixedPointConfig, find_fixed_points, sample_in
 from universality.population import Population
 from universality.tasks import make_task
 
+from .common import grid
+
 HIDDEN, GAIN = 16, 2.0
 
 
@@ -88,7 +90,7 @@ def certified_fraction(population: Population, condition: Tensor, states: Tensor
 
 
 class _Setup:
-    params: tuple[list, ...] = ([1, 64, 512], [256, 1024], ["cpu", "cuda"])
+    params: tuple[list, ...] = (grid([1, 64, 512], [1]), grid([256, 1024], [64]), ["cpu", "cuda"])
     param_names = ["members", "candidates", "device"]
     timeout = 1200.0
     number, repeat, warmup_time = 1, 1, 0.0

@@ -8,8 +8,13 @@ recomputed only when that changes.
   trials (``AnalysisConfig.trial_seed``: every architecture sees identical inputs);
 * ``fixed_points/<shard>.safetensors``: :class:`~universality.dynamics.FixedPoints` at the
   task's ``conditions()``;
+* ``scaffold/<shard>.safetensors``: per member the scaffold ``vectors [P, D]``, the
+  homology ``fingerprints [P, D']`` of its probe-state cloud, and (metadata ``numbers``)
+  the JSON list of each member's ``Scaffold.as_dict()``;
 * ``geometry/<task>.safetensors``: ``members [N]`` (catalog ids of the non-diverged
-  members of that task) and one ``[N, N]`` distance matrix per metric.
+  members of that task) and one ``[N, N]`` distance matrix per metric;
+* ``topology/<task>.safetensors``: ``members [N]`` and the ``[N, N]`` topology distances
+  ``scaffold`` (the task's scaffold distance) and ``homology`` (fingerprint distance).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from torch import Tensor
@@ -28,6 +34,8 @@ from torch import Tensor
 from ..dynamics import FixedPointConfig, FixedPoints, find_fixed_points
 from ..geometry import DEFAULT_K, METRICS, pairwise_distances
 from ..population import Population
+from ..scaffold import SCAFFOLDS
+from ..scaffold.homology import diagram_distance, fingerprint
 from ..store import RunStore, atomic_save_tensors, config_hash, load_tensors
 from ..training import DIVERGED
 
@@ -45,6 +53,7 @@ class AnalysisConfig:
     metrics: tuple[str, ...] = tuple(METRICS)
     k: int = DEFAULT_K
     full_state: bool = False
+    homology_points: int = 300
     fixed_points: FixedPointConfig = field(default_factory=FixedPointConfig)
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,7 +86,7 @@ def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), devi
                 on_step: Step | None = None) -> None:
     """Compute (or reuse) states and fixed points of every shard, then geometry per task."""
     root = store.path / "analysis"
-    for sub in ("states", "fixed_points", "geometry"):
+    for sub in ("states", "fixed_points", "scaffold", "geometry", "topology"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     settings = config.as_dict()
     tasks: dict[str, list[str]] = {}
@@ -103,37 +112,101 @@ def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), devi
             fps = find_fixed_points(pop, config=config.fixed_points)
             fps.save(fp_path, {"source": source})
 
+        sc_path = root / "scaffold" / f"{shard}.safetensors"
+        source = config_hash({"fixed_points": _stamp(fp_path), "states": _stamp(states_path),
+                              "homology_points": config.homology_points})
+        if _stamp(sc_path) != source:
+            if on_step:
+                on_step(f"scaffold {shard}")
+            pop = pop or store.load_population(shard, device)
+            scaffolds = SCAFFOLDS[info["task"]].compute(pop, FixedPoints.load(fp_path))
+            states = load_tensors(states_path)["states"]
+            prints = [fingerprint(states[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
+                      for i in range(len(pop))]
+            atomic_save_tensors(
+                {"vectors": torch.as_tensor(np.stack([sc.vector for sc in scaffolds]), dtype=torch.float64),
+                 "fingerprints": torch.as_tensor(np.stack(prints), dtype=torch.float64)},
+                sc_path, {"source": source, "numbers": json.dumps([sc.as_dict() for sc in scaffolds],
+                                                                   default=_jsonable)})
+
     members = store.members()
     for task, shards in tasks.items():
+        rows = [r for s in shards for r in sorted((r for r in members if r["shard"] == s), key=lambda r: r["idx"])
+                if r["status"] != DIVERGED]
+        ids = torch.tensor([r["member"] for r in rows], dtype=torch.int64)
+
         geometry_path = root / "geometry" / f"{task}.safetensors"
-        hashes = [store.shard_info(s)["config_hash"] for s in shards]
-        source = config_hash({"shards": hashes, "n_trials": config.n_trials, "seed": config.trial_seed,
-                              "metrics": list(config.metrics), "k": config.k, "full_state": config.full_state})
-        if _stamp(geometry_path) == source:
-            continue
-        if on_step:
-            on_step(f"geometry {task}")
-        ids, reps = [], []
-        for shard in shards:
-            states = load_tensors(root / "states" / f"{shard}.safetensors")["states"]
-            rows = sorted((r for r in members if r["shard"] == shard), key=lambda r: r["idx"])
-            hidden = rows[0]["hidden"]
+        source = config_hash({"states": [_stamp(root / "states" / f"{s}.safetensors") for s in shards],
+                              "members": ids.tolist(), "metrics": list(config.metrics), "k": config.k,
+                              "full_state": config.full_state})
+        if _stamp(geometry_path) != source:
+            if on_step:
+                on_step(f"geometry {task}")
+            shard_states = {s: load_tensors(root / "states" / f"{s}.safetensors")["states"] for s in shards}
+            reps = []
             for r in rows:
-                if r["status"] == DIVERGED:
-                    continue
-                rep = states[r["idx"]] if config.full_state else states[r["idx"], ..., :hidden]
-                ids.append(r["member"])
+                rep = shard_states[r["shard"]][r["idx"]]
+                rep = rep if config.full_state else rep[..., : r["hidden"]]
                 reps.append(rep.reshape(-1, rep.shape[-1]))
-        out = {"members": torch.tensor(ids, dtype=torch.int64)}
-        # CCA metrics compare k principal directions; a network with fewer (small or
-        # degenerate, e.g. dead ReLU units) lowers k for the whole task, recorded below.
-        k = min([config.k, *(int(torch.linalg.matrix_rank(r - r.mean(0))) for r in reps)])
-        if len(reps) >= 2:
-            for metric in config.metrics:
-                extra: dict[str, Any] = {"k": k} if "k" in METRICS[metric].params else {}
-                out[metric] = pairwise_distances(reps, metric, **extra).cpu()
-        atomic_save_tensors(out, geometry_path, {"source": source, "k": str(k),
-                                                 "config": json.dumps(settings, default=str)})
+            # CCA metrics compare k principal directions; a network with fewer (small or
+            # degenerate, e.g. dead ReLU units) lowers k for the whole task, recorded below.
+            k = min([config.k, *(int(torch.linalg.matrix_rank(r - r.mean(0))) for r in reps)])
+            geometry = {"members": ids}
+            if len(reps) >= 2:
+                for metric in config.metrics:
+                    extra: dict[str, Any] = {"k": k} if "k" in METRICS[metric].params else {}
+                    geometry[metric] = pairwise_distances(reps, metric, **extra).cpu()
+            atomic_save_tensors(geometry, geometry_path, {"source": source, "k": str(k),
+                                                          "config": json.dumps(settings, default=str)})
+
+        topology_path = root / "topology" / f"{task}.safetensors"
+        source = config_hash({"scaffold": [_stamp(root / "scaffold" / f"{s}.safetensors") for s in shards],
+                              "members": ids.tolist()})
+        if _stamp(topology_path) != source:
+            if on_step:
+                on_step(f"topology {task}")
+            sc = {s: load_tensors(root / "scaffold" / f"{s}.safetensors") for s in shards}
+            topology = {"members": ids}
+            if rows:
+                v = np.stack([sc[r["shard"]]["vectors"][r["idx"]].numpy() for r in rows])
+                f = np.stack([sc[r["shard"]]["fingerprints"][r["idx"]].numpy() for r in rows])
+                topology["scaffold"] = torch.as_tensor(_symmetric(SCAFFOLDS[task].distance(v, v)))
+                topology["homology"] = torch.as_tensor(_symmetric(diagram_distance(f, f)))
+            atomic_save_tensors(topology, topology_path, {"source": source})
+
+
+def _symmetric(d: np.ndarray) -> np.ndarray:
+    d = (np.asarray(d, dtype=np.float64) + np.asarray(d, dtype=np.float64).T) / 2
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars/arrays in scaffold numbers -> JSON."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def load_scaffolds(store: RunStore, shard: str) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
+    """Per-member scaffold numbers (``Scaffold.as_dict()``) and the ``vectors`` /
+    ``fingerprints`` tensors of ``shard``."""
+    path = store.path / "analysis" / "scaffold" / f"{shard}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no scaffold yet; run `universality analyze {store.path}`")
+    with safe_open(str(path), framework="pt") as fh:
+        numbers = json.loads((fh.metadata() or {})["numbers"])
+    return numbers, load_tensors(path)
+
+
+def load_topology(store: RunStore, task: str) -> dict[str, Tensor]:
+    """``members [N]`` and the ``[N, N]`` topology distances (``scaffold``, ``homology``) of ``task``."""
+    path = store.path / "analysis" / "topology" / f"{task}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no topology yet; run `universality analyze {store.path}`")
+    return load_tensors(path)
 
 
 def load_fixed_points(store: RunStore, shard: str) -> FixedPoints:
@@ -153,14 +226,16 @@ def load_geometry(store: RunStore, task: str) -> dict[str, Tensor]:
 
 
 def analysis_rows(store: RunStore) -> list[dict[str, Any]]:
-    """Per member: ``member``, ``shard``, ``passed`` and ``fixed_points`` (``count``,
-    ``stable``, ``index_counts``, ``max_residual``, ... over all the task's conditions)."""
+    """Per member: ``member``, ``shard``, ``passed``, ``fixed_points`` (``count``,
+    ``stable``, ``index_counts``, ``max_residual``, ... over all the task's conditions) and
+    ``scaffold`` (``canonical`` and the task's key numbers)."""
     rows = []
     members = store.members()
     for shard in store.shards():
         summary = load_fixed_points(store, shard).summary()
+        numbers, _ = load_scaffolds(store, shard)
         for r in sorted((r for r in members if r["shard"] == shard), key=lambda r: r["idx"]):
             rows.append({"member": r["member"], "shard": shard, "task": r["task"], "arch": r["arch"],
                          "activation": r["activation"], "status": r["status"], "passed": r["passed"],
-                         "fixed_points": summary[r["idx"]]})
+                         "fixed_points": summary[r["idx"]], "scaffold": numbers[r["idx"]]})
     return sorted(rows, key=lambda r: r["member"])

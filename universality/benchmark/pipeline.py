@@ -1,18 +1,22 @@
-"""``universality run``: train every shard of a preset into one run directory (resumable)."""
+"""``universality run``: train every shard of a preset, analyse, report (resumable)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from ..cells import make_cell
+from ..dynamics import FixedPointConfig
 from ..population import Population
 from ..store import RunStore
 from ..tasks import make_task
 from ..training import Progress, TrainConfig, TrainResult, train
+from .analyze import AnalysisConfig, Step, analyze_run
 from .presets import Preset, Shard
+from .report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,15 @@ def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.dev
     return pop, result
 
 
-def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None) -> RunStore:
-    """Train every shard of ``preset`` not yet stored in ``out``; return the store."""
+def analysis_config(preset: Preset) -> AnalysisConfig:
+    """The analysis settings of ``preset``."""
+    return AnalysisConfig(fixed_points=FixedPointConfig(n_initial=preset.fixed_point_candidates))
+
+
+def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None,
+               on_step: Step | None = None) -> Path:
+    """Train every shard of ``preset`` not yet stored in ``out``, analyse what is not yet
+    analysed, evaluate the claims and write the report; return the report's path."""
     store = RunStore.create(out)
     done = set(store.shards())
     shards = preset.shards()
@@ -45,4 +56,5 @@ def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardPr
         progress = on_shard(shard, i, len(shards), skipped) if on_shard else None
         if not skipped:
             train_shard(store, preset, shard, device, progress)
-    return store
+    analyze_run(store, analysis_config(preset), device, on_step)
+    return write_report(store)

@@ -42,6 +42,7 @@ class Preset:
     lr: float = 3e-3
     steps: int = 3000
     batch_size: int = 64
+    fixed_point_candidates: int = 1024  # per member and condition
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -49,8 +50,10 @@ class Preset:
         unknown += [a for a in self.activations if a not in ("tanh", "relu")]
         if unknown:
             raise ValueError(f"preset {self.name!r}: unknown task/arch/activation {unknown}")
-        if self.seeds < 1 or self.steps < 1 or self.batch_size < 1 or min(self.hidden, default=0) < 1:
-            raise ValueError(f"preset {self.name!r}: seeds, steps, batch_size and hidden must be positive")
+        sizes = (self.seeds, self.steps, self.batch_size, self.fixed_point_candidates, min(self.hidden, default=0))
+        if min(sizes) < 1:
+            raise ValueError(f"preset {self.name!r}: seeds, steps, batch_size, fixed_point_candidates and hidden "
+                             "must be positive")
         if not self.tasks or not self.archs or not self.activations or not self.l2:
             raise ValueError(f"preset {self.name!r}: tasks, archs, activations and l2 must be non-empty")
         if any(v < 0 for v in self.l2) or not self.lr > 0:
@@ -67,7 +70,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "quick": Preset(name="quick", hidden=(16,), seeds=2, steps=400, lr=1e-2),
+    "quick": Preset(name="quick", hidden=(16,), seeds=2, steps=400, lr=1e-2, fixed_point_candidates=128),
     "reference": Preset(name="reference", hidden=(32,), seeds=8, steps=3000),
     "paper": Preset(
         name="paper", hidden=(64, 128, 256), l2=(1e-5, 1e-4, 1e-3, 1e-2), seeds=10, steps=20000, lr=1e-3

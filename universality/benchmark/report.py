@@ -1,0 +1,215 @@
+"""``universality report``: claims, figures and a Markdown report of an analysed run.
+
+Writes ``DIR/report/report.md``, ``DIR/report/claims.json`` (a list of objects with
+``claim``, ``group``, ``value``, ``threshold``, ``passed``, ``n``, ``detail``) and PNG
+figures under ``DIR/report/figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..compare import mds
+from ..store import RunStore, load_tensors
+from ..tasks import make_task
+from .analyze import load_fixed_points, load_geometry, load_scaffolds, load_topology
+from .claims import THRESHOLDS, Claim, scaffold_claims, separability_claims
+
+TASK_ORDER = ("flipflop", "sine", "cdi")
+
+
+def collect(store: RunStore) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], list[str]]:
+    """Member rows, per-member scaffold numbers (by catalog id) and the tasks present."""
+    rows = store.members()
+    scaffolds: dict[int, dict[str, Any]] = {}
+    for shard in store.shards():
+        numbers, _ = load_scaffolds(store, shard)
+        for r in rows:
+            if r["shard"] == shard:
+                scaffolds[r["member"]] = numbers[r["idx"]]
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+    return rows, scaffolds, tasks
+
+
+def evaluate(store: RunStore, n_permutations: int = 1000) -> list[Claim]:
+    """Every claim of :mod:`.claims` on an analysed run."""
+    rows, scaffolds, tasks = collect(store)
+    by_id = {r["member"]: r for r in rows}
+    claims: list[Claim] = []
+    for task in tasks:
+        geo, topo = load_geometry(store, task), load_topology(store, task)
+        ids = geo["members"].tolist()
+        if "svcca" in geo:
+            claims += separability_claims(task, ids, geo["svcca"].numpy(),
+                                          topo["scaffold"].numpy() if "scaffold" in topo else None,
+                                          by_id, n_permutations)
+        claims += scaffold_claims(task, rows, scaffolds)
+    return claims
+
+
+def write_report(store: RunStore, n_permutations: int = 1000) -> Path:
+    """Evaluate the claims, draw the figures and write the report; return its path."""
+    from .. import plots  # matplotlib only here
+
+    out = store.path / "report"
+    figs = out / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    rows, scaffolds, tasks = collect(store)
+    claims = evaluate(store, n_permutations)
+    (out / "claims.json").write_text(json.dumps([c.as_dict() for c in claims], indent=1, default=_json))
+
+    lines = ["# Universality benchmark report", "", f"Run directory: `{store.path}`", ""]
+    lines += _claims_table(claims)
+    lines += _pass_rates(rows)
+    for task in tasks:
+        lines += [f"## Task: {task}", ""]
+        lines += _task_figures(store, task, rows, scaffolds, figs, plots)
+    lines += _provenance(store)
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------- sections
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+
+
+def _claims_table(claims: list[Claim]) -> list[str]:
+    lines = ["## Claims", "",
+             "Thresholds are the project's reading of the paper (qualitative in the original); "
+             f"see `universality/benchmark/claims.py` ({json.dumps(THRESHOLDS)}) and the scaffold "
+             "modules for the per-network criteria behind `canonical`. Computed over members that "
+             "passed their task; excluded members are counted per group.", "",
+             "| claim | group | value | threshold | n | verdict | details |", "|---|---|---|---|---|---|---|"]
+    for c in claims:
+        detail = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in c.detail.items()
+                           if k != "modes")
+        lines.append(f"| {c.claim} | {c.group} | {_fmt(c.value)} | {c.threshold} | {c.n} | "
+                     f"{'PASS' if c.passed else 'FAIL'} | {detail} |")
+    n_pass = sum(c.passed for c in claims)
+    return lines + ["", f"{n_pass}/{len(claims)} claim checks pass.", ""]
+
+
+def _pass_rates(rows: list[dict[str, Any]]) -> list[str]:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["arch"], r["activation"])].append(r)
+    lines = ["## Training", "", "| task | arch | activation | passed | failed | diverged | median score |",
+             "|---|---|---|---|---|---|---|"]
+    for (task, arch, act), members in sorted(groups.items()):
+        scores = [r["score"] for r in members if r["score"] is not None]
+        lines.append(f"| {task} | {arch} | {act} | {sum(r['passed'] for r in members)}/{len(members)} | "
+                     f"{sum(r['status'] == 'failed' for r in members)} | "
+                     f"{sum(r['status'] == 'diverged' for r in members)} | "
+                     f"{_fmt(float(np.median(scores))) if scores else 'n/a'} |")
+    return lines + [""]
+
+
+def _task_figures(store: RunStore, task: str, rows: list[dict[str, Any]], scaffolds: dict[int, dict[str, Any]],
+                  figs: Path, plots: Any) -> list[str]:
+    lines: list[str] = []
+    passed = [r for r in rows if r["task"] == task and r["passed"]]
+    states_dir = store.path / "analysis" / "states"
+
+    # example trajectories, one passed network per architecture x activation
+    panels: dict[str, np.ndarray] = {}
+    for r in passed:
+        key = f"{r['arch']}/{r['activation']}"
+        if key not in panels:
+            s = load_tensors(states_dir / f"{r['shard']}.safetensors")["states"][r["idx"], ..., : r["hidden"]]
+            panels[key] = s.numpy()
+    if panels:
+        plots.trajectories(panels, figs / f"{task}_trajectories.png", f"{task}: hidden states, 2-D PCA")
+        lines += [f"![{task} trajectories](figures/{task}_trajectories.png)", ""]
+
+    # MDS of geometry and topology distances over passed members
+    geo, topo = load_geometry(store, task), load_topology(store, task)
+    by_id = {r["member"]: r for r in rows}
+    ids = geo["members"].tolist()
+    keep = [i for i, m in enumerate(ids) if by_id[m]["passed"]]
+    if len(keep) >= 3:
+        archs = [by_id[ids[i]]["arch"] for i in keep]
+        acts = [by_id[ids[i]]["activation"] for i in keep]
+        for name, mats, key in (("svcca", geo, "svcca"), ("scaffold", topo, "scaffold")):
+            if key in mats:
+                d = mats[key].numpy()[np.ix_(keep, keep)]
+                emb = mds(d + 0.0, seed=0) if np.any(d > 0) else np.zeros((len(keep), 2))
+                plots.mds_by_label(emb, archs, acts, figs / f"{task}_mds_{name}.png", f"{task} {name} MDS")
+                lines += [f"![{task} {name} MDS](figures/{task}_mds_{name}.png)", ""]
+
+    if task == "flipflop":
+        for arch in sorted({r["arch"] for r in passed}):
+            r = next(r for r in passed if r["arch"] == arch)
+            fps = load_fixed_points(store, r["shard"])
+            member = fps.member(r["idx"])
+            example = load_tensors(states_dir / f"{r['shard']}.safetensors")["states"][r["idx"]].numpy()
+            cloud = example.reshape(-1, example.shape[-1])
+            plots.fixed_points_pca(cloud, member["points"], member["index"], figs / f"flipflop_fixed_points_{arch}.png",
+                                   f"{arch}/{r['activation']} member {r['member']}: fixed points by # unstable dims")
+            lines += [f"![fixed points {arch}](figures/flipflop_fixed_points_{arch}.png)"]
+        lines += [""]
+    if task == "sine":
+        curves: dict[str, list[np.ndarray]] = defaultdict(list)
+        target = None
+        for shard in sorted({r["shard"] for r in passed}):
+            fps = load_fixed_points(store, shard)
+            info = store.shard_info(shard)
+            cfg = dict(info["task_config"])
+            sine = make_task(cfg.pop("task"), **cfg)
+            target = sine.frequencies().numpy()  # type: ignore[attr-defined]
+            dominant = fps.eigenvalues[:, :, 0, 0].angle().abs()  # [P, C] dominant mode of the first point
+            angle = torch.where(fps.mask[:, :, 0], dominant, torch.nan).numpy()
+            for r in passed:
+                if r["shard"] == shard:
+                    curves[f"{r['arch']}/{r['activation']}"].append(angle[r["idx"]])
+        if target is not None:
+            plots.frequency_tracking(target, {k: np.stack(v) for k, v in curves.items()},
+                                     figs / "sine_frequency_tracking.png")
+            lines += ["![linearised vs target frequency](figures/sine_frequency_tracking.png)", ""]
+    if task == "cdi":
+        spectra: dict[str, list[list[float]]] = defaultdict(list)
+        for r in passed:
+            spectrum = scaffolds.get(r["member"], {}).get("spectrum")
+            if spectrum:
+                spectra[r["arch"]].append(spectrum[:10])
+        if spectra:
+            width = min(len(v) for vs in spectra.values() for v in vs)
+            plots.spectra({a: np.array([v[:width] for v in vs]) for a, vs in spectra.items()},
+                          figs / "cdi_spectra.png")
+            lines += ["![sorted eigenvalue spectra](figures/cdi_spectra.png)", ""]
+        modes: dict[str, list[float]] = defaultdict(list)
+        for r in passed:
+            value = scaffolds.get(r["member"], {}).get("modes_90")
+            if value is not None and np.isfinite(value):
+                modes[r["arch"]].append(value)
+        if modes:
+            lines += ["| architecture | modes for 90% of the linearised response (median) | networks |",
+                      "|---|---|---|"]
+            lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]
+            lines += [""]
+    return lines
+
+
+def _provenance(store: RunStore) -> list[str]:
+    lines = ["## Provenance", "", "| shard | config hash | package | torch | device | threads | date |",
+             "|---|---|---|---|---|---|---|"]
+    for shard in store.shards():
+        info = store.shard_info(shard)
+        p = info["provenance"]
+        lines.append(f"| {shard} | {info['config_hash']} | {p['package_version']} | {p['torch_version']} | "
+                     f"{p['device']} | {p['threads']} | {p['date']} |")
+    return lines
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)

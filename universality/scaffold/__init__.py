@@ -1,0 +1,11 @@
+"""The computational scaffold per task: signatures, topology distances, homology."""
+
+from __future__ import annotations
+
+from . import cdi, flipflop, sine
+from .base import Scaffold as Scaffold
+from .base import ScaffoldSpec as ScaffoldSpec
+from .base import distance_matrix as distance_matrix
+
+#: Task name -> how its scaffold is computed and compared.
+SCAFFOLDS: dict[str, ScaffoldSpec] = {spec.task: spec for spec in (flipflop.SPEC, sine.SPEC, cdi.SPEC)}
