@@ -181,7 +181,7 @@ def test_bistable_units_have_the_canonical_hypercube(k):
     scaffolds = flipflop.compute(pop, fp)
     for s in scaffolds:
         n = s.numbers
-        assert s.canonical and n["hypercube"]
+        assert s.canonical and n["hypercube"] and n["full_cube"]
         assert n["n_points"] == 3**k
         assert [n["n_stable"]] + [n[f"n_index{i}"] for i in range(1, k + 1)] == expected_index_counts(k)
         assert n["n_patterns"] == 2**k and n["n_hypercube_edges"] == k * 2 ** (k - 1)
@@ -202,7 +202,7 @@ def test_a_monostable_unit_breaks_the_flipflop_scaffold():
     memories = [a | 2 | c for a in (0, 1) for c in (0, 4)]  # bit 1 always set
     edges = {(a, b) for a, b in hypercube_upper(3) if a in memories and b in memories}
     assert len(edges) == 4 and adjacency_from_vector(broken.vector, 3) == dict.fromkeys(edges, 1)
-    # 4 + 6 + 5 missing points per index, 8 missing edges, 4 missing patterns
+    # missing: 4 + 8 + 5 + 1 points of index 0..3, 8 cube edges, 4 patterns
     assert flipflop.distance(broken.vector, good.vector)[0, 0] == 4 + 8 + 5 + 1 + 8 + 4
 
 

@@ -157,8 +157,8 @@ def test_nmse_and_sign_accuracy_by_hand() -> None:
     mse = (0.25 + 1.0 + 1.21 + 1.0) / 4
     var = float(np.var([1.0, -1.0, 1.0, 1.0]))
     assert SineWave().score(out, trials).item() == pytest.approx(mse / var)
-    assert SineWave().passed(torch.tensor([0.04, 0.06, math.nan])).tolist() == [True, False, False]
-    assert FlipFlop().passed(torch.tensor([0.995, 0.98, math.nan])).tolist() == [True, False, False]
+    assert SineWave().passed(torch.tensor([0.009, 0.011, math.nan])).tolist() == [True, False, False]
+    assert FlipFlop().passed(torch.tensor([0.9995, 0.998, math.nan])).tolist() == [True, False, False]
 
 
 # ---------------------------------------------------------------- properties

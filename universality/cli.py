@@ -18,7 +18,6 @@ from .benchmark.pipeline import train_shard
 from .benchmark.presets import Shard
 from .benchmark.report import write_report
 from .cells import CELLS
-from .dynamics import FixedPointConfig
 from .store import RunError, RunStore
 from .tasks import TASKS
 from .training import Progress, TrainConfig
@@ -91,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="fixed points, states and geometry of every member of a run (resumable)")
     a.add_argument("run", help="run directory")
     a.add_argument("--json", action="store_true", help="print per-member results as JSON")
-    a.add_argument("--candidates", type=_positive(int), default=FixedPointConfig.n_initial,
-                   help=f"fixed-point candidates per member and condition (default {FixedPointConfig.n_initial})")
+    a.add_argument("--candidates", type=_positive(int), default=AnalysisConfig.candidate_budget,
+                   help="fixed-point candidates per member, split over the task's conditions "
+                        f"(default {AnalysisConfig.candidate_budget})")
     a.add_argument("--device", default="cpu", help="torch device (default cpu)")
     a.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
 
@@ -270,7 +270,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        config = AnalysisConfig(fixed_points=FixedPointConfig(n_initial=args.candidates))
+        config = AnalysisConfig(candidate_budget=args.candidates)
         analyze_run(store, config, device, on_step)
     finally:
         bar.close()

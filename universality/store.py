@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .cells import Cell, ModuleCell, make_cell
 from .population import Member, Population
-from .tasks import make_task
+from .tasks import task_from_config
 
 CATALOG = "catalog.sqlite"
 SCHEMA_VERSION = 1
@@ -259,8 +259,7 @@ class RunStore:
     def load_population(self, shard: str, device: str | torch.device = "cpu") -> Population:
         """Rebuild a shard's Population exactly as saved."""
         info = self.shard_info(shard)
-        task_config = dict(info["task_config"])
-        task = make_task(task_config.pop("task"), **task_config)
+        task = task_from_config(info["task_config"])
         cell = cell_from_spec(info["cell"])
         if isinstance(cell, ModuleCell):
             cell.init_params(task.input_size, info["hidden"], torch.Generator().manual_seed(0))

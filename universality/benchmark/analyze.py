@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from ..population import Population
 from ..scaffold import SCAFFOLDS
 from ..scaffold.homology import diagram_distance, fingerprint
 from ..store import RunStore, atomic_save_tensors, config_hash, load_tensors
+from ..tasks import task_from_config
 from ..training import DIVERGED
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,14 @@ class AnalysisConfig:
     k: int = DEFAULT_K
     full_state: bool = False
     homology_points: int = 300
+    candidate_budget: int = 1024
     fixed_points: FixedPointConfig = field(default_factory=FixedPointConfig)
+
+    def fixed_point_config(self, n_conditions: int) -> FixedPointConfig:
+        """The fixed-point settings for a task with ``n_conditions`` conditions: the
+        per-member ``candidate_budget`` is split evenly over them, at least 16 each (the
+        sine task's 51 inputs have one point each; the flip-flop's single input has 27)."""
+        return replace(self.fixed_points, n_initial=max(16, self.candidate_budget // n_conditions))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,12 +112,14 @@ def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), devi
             atomic_save_tensors({"states": probe_states(pop, config)}, states_path, {"source": source})
 
         fp_path = root / "fixed_points" / f"{shard}.safetensors"
-        source = config_hash({"shard": info["config_hash"], "fixed_points": settings["fixed_points"]})
+        n_conditions = len(task_from_config(info["task_config"]).conditions())
+        fp_config = config.fixed_point_config(n_conditions)
+        source = config_hash({"shard": info["config_hash"], "fixed_points": fp_config.as_dict()})
         if _stamp(fp_path) != source:
             if on_step:
                 on_step(f"fixed points {shard}")
             pop = pop or store.load_population(shard, device)
-            fps = find_fixed_points(pop, config=config.fixed_points)
+            fps = find_fixed_points(pop, config=fp_config)
             fps.save(fp_path, {"source": source})
 
         sc_path = root / "scaffold" / f"{shard}.safetensors"

@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 
 from ..cells import make_cell
-from ..dynamics import FixedPointConfig
 from ..population import Population
 from ..store import RunStore
 from ..tasks import make_task
@@ -41,7 +40,7 @@ def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.dev
 
 def analysis_config(preset: Preset) -> AnalysisConfig:
     """The analysis settings of ``preset``."""
-    return AnalysisConfig(fixed_points=FixedPointConfig(n_initial=preset.fixed_point_candidates))
+    return AnalysisConfig(candidate_budget=preset.fixed_point_candidates)
 
 
 def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None,

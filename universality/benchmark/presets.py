@@ -42,7 +42,7 @@ class Preset:
     lr: float = 3e-3
     steps: int = 3000
     batch_size: int = 64
-    fixed_point_candidates: int = 1024  # per member and condition
+    fixed_point_candidates: int = 1024  # per member, split over the task's conditions
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,7 +70,13 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "quick": Preset(name="quick", hidden=(16,), seeds=2, steps=400, lr=1e-2, fixed_point_candidates=128),
+    # A smoke run of the whole pipeline (about 3 minutes on 2 CPU cores): 400 steps cannot
+    # reach the tasks' default pass criteria on the sine and cdi tasks, so quick relaxes
+    # them (recorded in each shard's task config); its claims are a demonstration, the
+    # reference preset's are the measurement.
+    "quick": Preset(name="quick", hidden=(16,), seeds=2, steps=400, lr=1e-2, fixed_point_candidates=128,
+                    task_params={"flipflop": {"pass_threshold": 0.99}, "sine": {"pass_threshold": 0.05},
+                                 "cdi": {"pass_threshold": 0.05}}),
     "reference": Preset(name="reference", hidden=(32,), seeds=8, steps=3000),
     "paper": Preset(
         name="paper", hidden=(64, 128, 256), l2=(1e-5, 1e-4, 1e-3, 1e-2), seeds=10, steps=20000, lr=1e-3

@@ -18,7 +18,7 @@ import torch
 
 from ..compare import mds
 from ..store import RunStore, load_tensors
-from ..tasks import make_task
+from ..tasks import task_from_config
 from .analyze import load_fixed_points, load_geometry, load_scaffolds, load_topology
 from .claims import THRESHOLDS, Claim, scaffold_claims, separability_claims
 
@@ -162,8 +162,7 @@ def _task_figures(store: RunStore, task: str, rows: list[dict[str, Any]], scaffo
         for shard in sorted({r["shard"] for r in passed}):
             fps = load_fixed_points(store, shard)
             info = store.shard_info(shard)
-            cfg = dict(info["task_config"])
-            sine = make_task(cfg.pop("task"), **cfg)
+            sine = task_from_config(info["task_config"])
             target = sine.frequencies().numpy()  # type: ignore[attr-defined]
             dominant = fps.eigenvalues[:, :, 0, 0].angle().abs()  # [P, C] dominant mode of the first point
             angle = torch.where(fps.mask[:, :, 0], dominant, torch.nan).numpy()

@@ -96,17 +96,36 @@ class FixedPointConfig:
 
 
 # ---------------------------------------------------------------------- public API
-def sample_initial_states(population: Population, config: FixedPointConfig = FixedPointConfig()) -> Tensor:
-    """Candidates ``[P, K, S]`` (float64, K = ``config.n_initial``): states visited on task
-    trials plus Gaussian noise (see :class:`FixedPointConfig`)."""
+def sample_initial_states(
+    population: Population, config: FixedPointConfig = FixedPointConfig(), conditions: Tensor | None = None
+) -> Tensor:
+    """Candidates (float64, K = ``config.n_initial``) drawn from visited states plus
+    Gaussian noise (see :class:`FixedPointConfig`).
+
+    Without ``conditions``: ``[P, K, S]`` from the states of task trials. With
+    ``conditions [C, I]``: ``[P, C, K, S]``, each condition's candidates drawn from a pool
+    of the task-trial states and of the states visited while that condition's constant
+    input is held for a trial length, starting from the trials' final states (so a sine
+    network's candidates at one frequency lie on that frequency's own oscillation).
+    """
     gen = torch.Generator().manual_seed(config.seed)
     trials = population.task.sample(config.n_trials, gen)
     with torch.no_grad():
         states, _ = population.run(trials.inputs.to(population.device))  # [P, B, T, S]
-    flat = states.flatten(1, 2).to(torch.float64)
-    pick = torch.randint(flat.shape[1], (config.n_initial,), generator=gen).to(flat.device)
-    noise = config.noise * torch.randn(config.n_initial, flat.shape[-1], generator=gen, dtype=torch.float64)
-    return flat[:, pick] + noise.to(flat.device)
+    p, b, t, s = states.shape
+    pool = states.flatten(1, 2).to(torch.float64)  # [P, B*T, S]
+    if conditions is not None:
+        c = len(conditions)
+        held = conditions.to(device=population.device, dtype=states.dtype)
+        inputs = held[:, None, None, :].expand(c, b, t, held.shape[-1]).reshape(c * b, t, -1)
+        with torch.no_grad():
+            driven, _ = population.run(inputs, state=states[:, :, -1].repeat(1, c, 1))  # [P, C*B, T, S]
+        driven = driven.view(p, c, b * t, s).to(torch.float64)
+        pool = torch.cat([pool.unsqueeze(1).expand(p, c, b * t, s), driven], dim=2)  # [P, C, 2*B*T, S]
+    pick = torch.randint(pool.shape[-2], (*pool.shape[1:-2], config.n_initial), generator=gen).to(pool.device)
+    noise = config.noise * torch.randn(*pick.shape, s, generator=gen, dtype=torch.float64).to(pool.device)
+    chosen = pool.gather(-2, pick.unsqueeze(0).unsqueeze(-1).expand(p, *pick.shape, s))
+    return chosen + noise
 
 
 def find_fixed_points(
@@ -127,7 +146,7 @@ def find_fixed_points(
     dev, p_count, s = pop.device, len(pop), pop.state_size
     cond = _check_conditions(pop, conditions)
     c_count, i_size = cond.shape
-    init = sample_initial_states(pop, config) if initial_states is None else initial_states
+    init = sample_initial_states(pop, config, cond) if initial_states is None else initial_states
     init = _check_initial_states(init, p_count, c_count, s).to(device=dev, dtype=torch.float64)
     k_count = init.shape[2]
     cond = cond.to(device=dev, dtype=torch.float64)

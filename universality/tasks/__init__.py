@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from .base import Task as Task
@@ -28,3 +29,9 @@ def make_task(name: str, **params: Any) -> Task:
     if unknown:
         raise ValueError(f"unknown parameters {unknown} for task {name!r}; valid ones: {valid}")
     return cls(**params)
+
+
+def task_from_config(config: Mapping[str, Any]) -> Task:
+    """Rebuild a task from its ``config()`` (``{"task": name, **fields}``)."""
+    params = dict(config)
+    return make_task(params.pop("task"), **params)

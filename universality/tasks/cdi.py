@@ -34,7 +34,7 @@ class ContextIntegration(Task):
     mean_max: float = 1.0
     noise: float = 0.5
     scale: float = 0.01
-    pass_threshold: float = 0.05
+    pass_threshold: float = 0.01
 
     def __post_init__(self) -> None:
         check_positive_int("n_time", self.n_time)

@@ -32,7 +32,7 @@ class FlipFlop(Task):
     n_bits: int = 3
     n_time: int = 64
     p_pulse: float = 0.05
-    pass_threshold: float = 0.99
+    pass_threshold: float = 0.999
 
     def __post_init__(self) -> None:
         check_positive_int("n_bits", self.n_bits)

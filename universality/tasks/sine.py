@@ -33,7 +33,7 @@ class SineWave(Task):
     w_max: float = 0.6
     input_offset: float = 0.25
     n_time: int = 100
-    pass_threshold: float = 0.05
+    pass_threshold: float = 0.01
 
     def __post_init__(self) -> None:
         check_positive_int("n_freqs", self.n_freqs, minimum=2)

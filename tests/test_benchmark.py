@@ -1,0 +1,111 @@
+"""The end-to-end benchmark: presets, claims, ``universality run`` and its report."""
+
+import json
+
+import numpy as np
+import pytest
+
+from universality.benchmark import PRESETS, Preset, load_preset
+from universality.benchmark.claims import THRESHOLDS, scaffold_claims, separability_claims
+from universality.cli import main
+from universality.store import RunStore
+
+
+def test_built_in_presets_cover_the_paper_grid():
+    quick, paper = PRESETS["quick"], PRESETS["paper"]
+    for preset in (quick, paper, PRESETS["reference"]):
+        assert set(preset.tasks) == {"flipflop", "sine", "cdi"}
+        assert set(preset.archs) == {"vanilla", "ugrnn", "gru", "lstm"} and set(preset.activations) == {"tanh", "relu"}
+    assert paper.hidden == (64, 128, 256) and paper.l2 == (1e-5, 1e-4, 1e-3, 1e-2) and paper.seeds >= 10
+    assert len(paper.shards()) == 3 * 4 * 2 * 3
+    assert PRESETS["reference"].seeds >= 8
+
+
+def test_preset_files_and_their_errors(tmp_path):
+    good = tmp_path / "mine.toml"
+    good.write_text('tasks = ["flipflop"]\narchs = ["gru"]\nactivations = ["tanh"]\nhidden = [8]\nseeds = 3\n'
+                    '[task_params.flipflop]\np_pulse = 0.1\n')
+    preset = load_preset(str(good))
+    assert preset.name == "mine" and preset.seeds == 3 and preset.hidden == (8,)
+    assert [s.name for s in preset.shards()] == ["flipflop-gru-tanh-h8"]
+    (tmp_path / "bad.toml").write_text("seeds = 3\ncolour = 'red'\n")
+    with pytest.raises(ValueError, match="unknown preset fields"):
+        load_preset(str(tmp_path / "bad.toml"))
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_preset("nonexistent")
+    with pytest.raises(ValueError, match="unknown task/arch"):
+        Preset(name="x", archs=("transformer",))
+
+
+def rows_for(archs, acts, passed=None):
+    return {i: {"member": i, "arch": a, "activation": b, "passed": True if passed is None else passed[i],
+                "status": "trained", "task": "flipflop"} for i, (a, b) in enumerate(zip(archs, acts, strict=True))}
+
+
+def test_separability_claims_follow_the_distances():
+    rng = np.random.default_rng(0)
+    archs = ["vanilla", "gru", "lstm", "ugrnn"] * 6
+    acts = ["tanh"] * 12 + ["relu"] * 12  # independent of the architecture
+    centres = {a: rng.normal(size=5) * 10 for a in set(archs)}
+    points = np.stack([centres[a] + rng.normal(size=5) for a in archs])
+    clustered = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    noise = rng.random((24, 24))
+    unclustered = noise + noise.T
+    np.fill_diagonal(unclustered, 0)
+    rows = rows_for(archs, acts)
+    claims = {c.claim: c for c in separability_claims("flipflop", list(range(24)), clustered, unclustered, rows,
+                                                        n_permutations=200)}
+    assert claims["geometry_architecture"].passed and claims["geometry_architecture"].value == 1.0
+    assert not claims["geometry_activation"].passed  # activation is not encoded in these distances
+    topo = claims["topology_architecture"]
+    assert topo.passed and topo.value <= topo.detail["chance"] + THRESHOLDS["topology_margin_over_chance"]
+    # members that did not pass are left out
+    rows = rows_for(archs, acts, passed=[i % 3 != 0 for i in range(24)])
+    claims = separability_claims("flipflop", list(range(24)), clustered, None, rows, n_permutations=50)
+    assert claims[0].n == 16
+
+
+def test_scaffold_claims_count_canonical_fractions_and_exclusions():
+    rows = [{"member": i, "task": "cdi", "arch": "vanilla" if i < 5 else "gru", "activation": "tanh",
+             "passed": i not in (4, 9), "status": "trained" if i not in (4, 9) else "failed"} for i in range(10)]
+    canonical = [True, True, True, False, True, True, True, True, True, False]
+    modes = [1, 1, 2, 1, 1, 3, 4, 2, 5, 1]
+    scaffolds = {i: {"canonical": canonical[i], "modes_90": modes[i]} for i in range(10)}
+    claims = {(c.claim, c.group): c for c in scaffold_claims("cdi", rows, scaffolds)}
+    vanilla = claims[("cdi_line_attractor", "vanilla/tanh")]
+    assert vanilla.value == 0.75 and not vanilla.passed and vanilla.n == 4
+    assert vanilla.detail["excluded"] == {"failed": 1, "diverged": 0}
+    gru = claims[("cdi_line_attractor", "gru/tanh")]
+    assert gru.value == 1.0 and gru.passed
+    assert claims[("cdi_modes", "vanilla")].value == 1 and claims[("cdi_modes", "vanilla")].passed
+    assert claims[("cdi_modes", "gru")].value == 3.5 and claims[("cdi_modes", "gru")].passed
+
+
+def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
+    preset = tmp_path / "tiny.toml"
+    preset.write_text('tasks = ["flipflop"]\narchs = ["vanilla", "gru"]\nactivations = ["tanh"]\nhidden = [8]\n'
+                      'seeds = 2\nsteps = 300\nlr = 0.01\nfixed_point_candidates = 64\n'
+                      '[task_params.flipflop]\npass_threshold = 0.99\n')
+    out = tmp_path / "run"
+    assert main(["run", "--preset", str(preset), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "geometry_architecture" in printed and "report:" in printed
+    claims = json.loads((out / "report" / "claims.json").read_text())
+    assert claims and all(set(c) >= {"claim", "group", "value", "threshold", "passed"} for c in claims)
+    assert {c["claim"] for c in claims} >= {"geometry_architecture", "topology_architecture", "flipflop_scaffold"}
+    report = (out / "report" / "report.md").read_text()
+    for section in ("## Claims", "## Training", "## Task: flipflop", "## Provenance"):
+        assert section in report
+    figures = {p.name for p in (out / "report" / "figures").iterdir()}
+    assert "flipflop_trajectories.png" in figures and "flipflop_mds_svcca.png" in figures
+    weights = {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
+    assert main(["run", "--preset", str(preset), "--out", str(out)]) == 0  # resumes: nothing retrained
+    assert {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == weights
+    rows = RunStore(out).members()
+    assert len(rows) == 4 and sum(r["passed"] for r in rows) >= 3
+    assert main(["report", str(out)]) == 0
+
+
+def test_run_rejects_a_bad_preset(tmp_path, capsys):
+    assert main(["run", "--preset", "nope", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown preset" in capsys.readouterr().err
