@@ -87,7 +87,7 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
                       'seeds = 2\nsteps = 300\nlr = 0.01\nfixed_point_candidates = 64\n'
                       '[task_params.flipflop]\npass_threshold = 0.99\n')
     out = tmp_path / "run"
-    assert main(["run", "--preset", str(preset), "--out", str(out)]) == 0
+    assert main(["run", "--preset", str(preset), "--out", str(out), "--workers", "2"]) == 0
     printed = capsys.readouterr().out
     assert "geometry_architecture" in printed and "report:" in printed
     claims = json.loads((out / "report" / "claims.json").read_text())
@@ -99,7 +99,8 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     figures = {p.name for p in (out / "report" / "figures").iterdir()}
     assert "flipflop_trajectories.png" in figures and "flipflop_mds_svcca.png" in figures
     weights = {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
-    assert main(["run", "--preset", str(preset), "--out", str(out)]) == 0  # resumes: nothing retrained
+    # resumes in one process: nothing retrained, and the same members as the worker processes made
+    assert main(["run", "--preset", str(preset), "--out", str(out), "--workers", "1"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == weights
     rows = RunStore(out).members()
     assert len(rows) == 4 and sum(r["passed"] for r in rows) >= 3

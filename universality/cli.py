@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="runs/quick", help="run directory (default runs/quick)")
     r.add_argument("--device", default="cpu", help="torch device (default cpu)")
     r.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
+    r.add_argument("--workers", type=_positive(int), default=None,
+                   help="worker processes, one thread each (default: one per CPU core on cpu, 1 on cuda)")
 
     a = sub.add_parser("analyze", help="fixed points, states and geometry of every member of a run (resumable)")
     a.add_argument("run", help="run directory")
@@ -187,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         analysis.update(1)
 
     try:
-        report = run_preset(preset, args.out, device, on_shard, on_step)
+        report = run_preset(preset, args.out, device, on_shard, on_step, args.workers)
     finally:
         for bar in [*bars, analysis]:
             bar.close()

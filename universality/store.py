@@ -197,6 +197,7 @@ class RunStore:
         atomic_save_tensors(population.params, self.path / file,
                             {"cell": spec, "hidden": str(population.hidden_size), "task": population.task.name})
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # take the write lock first: worker processes save concurrently
             old_file = db.execute("SELECT file FROM shards WHERE shard = ?", (shard,)).fetchone()
             old = [r[0] for r in db.execute("SELECT member FROM members WHERE shard = ?", (shard,))]
             db.executemany("DELETE FROM metrics WHERE member = ?", [(m,) for m in old])

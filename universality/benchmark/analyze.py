@@ -90,54 +90,69 @@ def probe_states(population: Population, config: AnalysisConfig) -> Tensor:
     return states.cpu()
 
 
-def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), device: str | torch.device = "cpu",
-                on_step: Step | None = None) -> None:
-    """Compute (or reuse) states and fixed points of every shard, then geometry per task."""
+def analysis_dirs(store: RunStore) -> Path:
+    """``DIR/analysis`` with its sub-directories (created)."""
     root = store.path / "analysis"
     for sub in ("states", "fixed_points", "scaffold", "geometry", "topology"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = AnalysisConfig(),
+                  device: str | torch.device = "cpu", on_step: Step | None = None) -> None:
+    """Compute (or reuse) one shard's probe states, fixed points and scaffolds."""
+    root = analysis_dirs(store)
+    info = store.shard_info(shard)
+    pop: Population | None = None
+
+    states_path = root / "states" / f"{shard}.safetensors"
+    source = config_hash({"shard": info["config_hash"], "n_trials": config.n_trials, "seed": config.trial_seed})
+    if _stamp(states_path) != source:
+        if on_step:
+            on_step(f"states {shard}")
+        pop = store.load_population(shard, device)
+        atomic_save_tensors({"states": probe_states(pop, config)}, states_path, {"source": source})
+
+    fp_path = root / "fixed_points" / f"{shard}.safetensors"
+    n_conditions = len(task_from_config(info["task_config"]).conditions())
+    fp_config = config.fixed_point_config(n_conditions)
+    source = config_hash({"shard": info["config_hash"], "fixed_points": fp_config.as_dict()})
+    if _stamp(fp_path) != source:
+        if on_step:
+            on_step(f"fixed points {shard}")
+        pop = pop or store.load_population(shard, device)
+        fps = find_fixed_points(pop, config=fp_config)
+        fps.save(fp_path, {"source": source})
+
+    sc_path = root / "scaffold" / f"{shard}.safetensors"
+    source = config_hash({"fixed_points": _stamp(fp_path), "states": _stamp(states_path),
+                          "homology_points": config.homology_points})
+    if _stamp(sc_path) != source:
+        if on_step:
+            on_step(f"scaffold {shard}")
+        pop = pop or store.load_population(shard, device)
+        scaffolds = SCAFFOLDS[info["task"]].compute(pop, FixedPoints.load(fp_path))
+        states = load_tensors(states_path)["states"]
+        prints = [fingerprint(states[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
+                  for i in range(len(pop))]
+        atomic_save_tensors(
+            {"vectors": torch.as_tensor(np.stack([sc.vector for sc in scaffolds]), dtype=torch.float64),
+             "fingerprints": torch.as_tensor(np.stack(prints), dtype=torch.float64)},
+            sc_path, {"source": source, "numbers": json.dumps([sc.as_dict() for sc in scaffolds],
+                                                               default=_jsonable)})
+
+
+def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), device: str | torch.device = "cpu",
+                on_step: Step | None = None, shards_done: bool = False) -> None:
+    """Every shard's states, fixed points and scaffolds (skipped when ``shards_done``,
+    e.g. computed by worker processes), then geometry and topology per task."""
+    root = analysis_dirs(store)
     settings = config.as_dict()
     tasks: dict[str, list[str]] = {}
     for shard in store.shards():
-        info = store.shard_info(shard)
-        tasks.setdefault(info["task"], []).append(shard)
-        pop: Population | None = None
-
-        states_path = root / "states" / f"{shard}.safetensors"
-        source = config_hash({"shard": info["config_hash"], "n_trials": config.n_trials, "seed": config.trial_seed})
-        if _stamp(states_path) != source:
-            if on_step:
-                on_step(f"states {shard}")
-            pop = store.load_population(shard, device)
-            atomic_save_tensors({"states": probe_states(pop, config)}, states_path, {"source": source})
-
-        fp_path = root / "fixed_points" / f"{shard}.safetensors"
-        n_conditions = len(task_from_config(info["task_config"]).conditions())
-        fp_config = config.fixed_point_config(n_conditions)
-        source = config_hash({"shard": info["config_hash"], "fixed_points": fp_config.as_dict()})
-        if _stamp(fp_path) != source:
-            if on_step:
-                on_step(f"fixed points {shard}")
-            pop = pop or store.load_population(shard, device)
-            fps = find_fixed_points(pop, config=fp_config)
-            fps.save(fp_path, {"source": source})
-
-        sc_path = root / "scaffold" / f"{shard}.safetensors"
-        source = config_hash({"fixed_points": _stamp(fp_path), "states": _stamp(states_path),
-                              "homology_points": config.homology_points})
-        if _stamp(sc_path) != source:
-            if on_step:
-                on_step(f"scaffold {shard}")
-            pop = pop or store.load_population(shard, device)
-            scaffolds = SCAFFOLDS[info["task"]].compute(pop, FixedPoints.load(fp_path))
-            states = load_tensors(states_path)["states"]
-            prints = [fingerprint(states[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
-                      for i in range(len(pop))]
-            atomic_save_tensors(
-                {"vectors": torch.as_tensor(np.stack([sc.vector for sc in scaffolds]), dtype=torch.float64),
-                 "fingerprints": torch.as_tensor(np.stack(prints), dtype=torch.float64)},
-                sc_path, {"source": source, "numbers": json.dumps([sc.as_dict() for sc in scaffolds],
-                                                                   default=_jsonable)})
+        tasks.setdefault(store.shard_info(shard)["task"], []).append(shard)
+        if not shards_done:
+            analyze_shard(store, shard, config, device, on_step)
 
     members = store.members()
     for task, shards in tasks.items():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -13,7 +16,7 @@ from ..population import Population
 from ..store import RunStore
 from ..tasks import make_task
 from ..training import Progress, TrainConfig, TrainResult, train
-from .analyze import AnalysisConfig, Step, analyze_run
+from .analyze import AnalysisConfig, Step, analyze_run, analyze_shard
 from .presets import Preset, Shard
 from .report import write_report
 
@@ -43,17 +46,56 @@ def analysis_config(preset: Preset) -> AnalysisConfig:
     return AnalysisConfig(candidate_budget=preset.fixed_point_candidates)
 
 
+def default_workers(device: torch.device) -> int:
+    """Worker processes for a run: one single-threaded worker per CPU core on the CPU
+    (small recurrent ops are far slower multi-threaded), one on an accelerator."""
+    return max(1, os.cpu_count() or 1) if device.type == "cpu" else 1
+
+
+def _train_worker(path: str, preset: Preset, shard: Shard, device: str) -> str:
+    torch.set_num_threads(1)
+    train_shard(RunStore(path), preset, shard, torch.device(device))
+    return f"trained {shard.name}"
+
+
+def _analyze_worker(path: str, shard: str, config: AnalysisConfig, device: str) -> str:
+    torch.set_num_threads(1)
+    analyze_shard(RunStore(path), shard, config, device)
+    return f"analysed {shard}"
+
+
 def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None,
-               on_step: Step | None = None) -> Path:
+               on_step: Step | None = None, workers: int | None = None) -> Path:
     """Train every shard of ``preset`` not yet stored in ``out``, analyse what is not yet
-    analysed, evaluate the claims and write the report; return the report's path."""
+    analysed, evaluate the claims and write the report; return the report's path.
+
+    With ``workers > 1`` (default: :func:`default_workers`) shards are trained and
+    analysed in that many single-threaded worker processes; ``on_step`` then reports each
+    finished shard instead of ``on_shard``'s per-step progress."""
     store = RunStore.create(out)
+    workers = default_workers(device) if workers is None else workers
     done = set(store.shards())
     shards = preset.shards()
+    config = analysis_config(preset)
+    todo = [s for s in shards if s.name not in done]
+    if workers > 1 and len(shards) > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_train_worker, str(store.path), preset, s, str(device)) for s in todo]
+            for job in as_completed(jobs):
+                message = job.result()
+                if on_step:
+                    on_step(message)
+            jobs = [pool.submit(_analyze_worker, str(store.path), s.name, config, str(device)) for s in shards]
+            for job in as_completed(jobs):
+                message = job.result()
+                if on_step:
+                    on_step(message)
+        analyze_run(store, config, device, on_step, shards_done=True)
+        return write_report(store)
     for i, shard in enumerate(shards):
         skipped = shard.name in done
         progress = on_shard(shard, i, len(shards), skipped) if on_shard else None
         if not skipped:
             train_shard(store, preset, shard, device, progress)
-    analyze_run(store, analysis_config(preset), device, on_step)
+    analyze_run(store, config, device, on_step)
     return write_report(store)

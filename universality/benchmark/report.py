@@ -184,6 +184,16 @@ def _task_figures(store: RunStore, task: str, rows: list[dict[str, Any]], scaffo
             plots.spectra({a: np.array([v[:width] for v in vs]) for a, vs in spectra.items()},
                           figs / "cdi_spectra.png")
             lines += ["![sorted eigenvalue spectra](figures/cdi_spectra.png)", ""]
+        response: dict[str, list[list[float]]] = defaultdict(list)
+        for r in passed:
+            curve = scaffolds.get(r["member"], {}).get("response_curve")
+            if curve:
+                response[r["arch"]].append(curve[:10])
+        if response:
+            width = min(len(v) for vs in response.values() for v in vs)
+            plots.mode_curves({a: np.array([v[:width] for v in vs]) for a, vs in response.items()},
+                              figs / "cdi_mode_curves.png")
+            lines += ["![linearised response vs modes retained](figures/cdi_mode_curves.png)", ""]
         modes: dict[str, list[float]] = defaultdict(list)
         for r in passed:
             value = scaffolds.get(r["member"], {}).get("modes_90")

@@ -153,7 +153,8 @@ def line_statistics(
     Returns ``[P, C]`` tensors ``n_dropped`` (points ``keep`` drops), ``n_points``,
     ``line_pc1``, ``top_eig``, ``second_eig``, ``alignment``, ``selection_relevant``,
     ``selection_irrelevant``, ``selection_ratio``, ``modes_90`` (NaN where a context has
-    no points) and ``spectrum [P, C, n_spectrum']``.
+    no points), ``spectrum [P, C, n_spectrum']`` and ``response_curve [P, C, n_spectrum']``
+    (Fig. 3f: accuracy of the linearised response keeping the top m modes, m = 1, 2, ...).
     """
     p, c, s = fp.n_members, n_contexts, fp.points.shape[-1]
 
@@ -195,6 +196,9 @@ def line_statistics(
     rel, irr = med(sel_rel), med(sel_irr)
     k = min(n_spectrum, s)
     spectrum = torch.where(mask.unsqueeze(-1), absval[..., :k], 0.0).sum(2) / n_points.unsqueeze(-1)
+    # Fig. 3f: accuracy 1 - |partial - full| / |full| of the top-m response, m = 1..k, mean over points
+    accuracy = (1 - err / partial[..., -1].norm(dim=-1, keepdim=True).clamp_min(_FLOOR)).clamp(0, 1)[..., :k]
+    curve = torch.where(mask.unsqueeze(-1) & finite.unsqueeze(-1), accuracy, 0.0).sum(2) / n_points.unsqueeze(-1)
     return {
         "n_dropped": (group(fp.mask) & ~mask).sum(-1),
         "n_points": n_points,
@@ -207,6 +211,7 @@ def line_statistics(
         "selection_ratio": rel / irr.clamp_min(_FLOOR),
         "modes_90": med(modes),
         "spectrum": spectrum,
+        "response_curve": curve,
     }
 
 
@@ -275,6 +280,7 @@ def _scaffold(stats: dict[str, Tensor], i: int) -> Scaffold:
             "selection_ratio": float(np.min(per["selection_ratio"])),
             "modes_90": float(np.max(per["modes_90"])),
             "spectrum": np.mean(per["spectrum"], axis=0).tolist(),
+            "response_curve": np.mean(per["response_curve"], axis=0).tolist(),
         }
     )
     log_ratio = np.clip(np.log10(np.maximum(per["selection_ratio"], 1e-300)), -2, 2) / 4
