@@ -112,6 +112,9 @@ def test_integration_spread_over_several_modes():
     assert sc.numbers["modes_90"] == expected
     assert sc.canonical  # still a line attractor: the lambda = 1 mode
     np.testing.assert_allclose(sc.numbers["spectrum"], eig, atol=1e-12)
+    # Fig. 3f curve: accuracy of the top-m response, 1 - |partial - full| / |full|
+    curve = [1 - abs(sum(contrib[:m]) - full) / abs(full) for m in range(1, 5)]
+    np.testing.assert_allclose(sc.numbers["response_curve"], curve, atol=1e-9)
 
 
 def random_system(seed: int) -> tuple[Tensor, Tensor, Tensor]:
