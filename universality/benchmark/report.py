@@ -164,8 +164,11 @@ def _task_figures(store: RunStore, task: str, rows: list[dict[str, Any]], scaffo
             info = store.shard_info(shard)
             sine = task_from_config(info["task_config"])
             target = sine.frequencies().numpy()  # type: ignore[attr-defined]
-            dominant = fps.eigenvalues[:, :, 0, 0].angle().abs()  # [P, C] dominant mode of the first point
-            angle = torch.where(fps.mask[:, :, 0], dominant, torch.nan).numpy()
+            # dominant mode of the most unstable point per input (as the sine scaffold does)
+            top = torch.where(fps.mask, fps.eigenvalues[..., 0].abs(), -1.0)  # [P, C, N]
+            best = top.argmax(-1, keepdim=True)
+            dominant = fps.eigenvalues[..., 0].gather(-1, best)[..., 0].angle().abs()  # [P, C]
+            angle = torch.where(fps.mask.any(-1), dominant, torch.nan).numpy()
             for r in passed:
                 if r["shard"] == shard:
                     curves[f"{r['arch']}/{r['activation']}"].append(angle[r["idx"]])
