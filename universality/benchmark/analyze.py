@@ -34,7 +34,7 @@ from torch import Tensor
 from ..dynamics import FixedPointConfig, FixedPoints, find_fixed_points
 from ..geometry import DEFAULT_K, METRICS, pairwise_distances
 from ..population import Population
-from ..scaffold import SCAFFOLDS
+from ..scaffold import SCAFFOLDS, distance_matrix
 from ..scaffold.homology import diagram_distance, fingerprint
 from ..store import RunStore, atomic_save_tensors, config_hash, load_tensors
 from ..tasks import task_from_config
@@ -195,15 +195,9 @@ def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), devi
             if rows:
                 v = np.stack([sc[r["shard"]]["vectors"][r["idx"]].numpy() for r in rows])
                 f = np.stack([sc[r["shard"]]["fingerprints"][r["idx"]].numpy() for r in rows])
-                topology["scaffold"] = torch.as_tensor(_symmetric(SCAFFOLDS[task].distance(v, v)))
-                topology["homology"] = torch.as_tensor(_symmetric(diagram_distance(f, f)))
+                topology["scaffold"] = torch.as_tensor(distance_matrix(SCAFFOLDS[task], v))
+                topology["homology"] = torch.as_tensor(distance_matrix(diagram_distance, f))
             atomic_save_tensors(topology, topology_path, {"source": source})
-
-
-def _symmetric(d: np.ndarray) -> np.ndarray:
-    d = (np.asarray(d, dtype=np.float64) + np.asarray(d, dtype=np.float64).T) / 2
-    np.fill_diagonal(d, 0.0)
-    return d
 
 
 def _jsonable(value: Any) -> Any:

@@ -53,10 +53,16 @@ class ScaffoldSpec:
     distance: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def distance_matrix(spec: ScaffoldSpec, scaffolds: Sequence[Scaffold]) -> np.ndarray:
-    """``[N, N]`` topology distances between members' scaffolds under ``spec.distance``."""
-    vectors = np.stack([s.vector for s in scaffolds])
-    out = np.asarray(spec.distance(vectors, vectors), dtype=np.float64)
+def distance_matrix(
+    spec: ScaffoldSpec | Callable[[np.ndarray, np.ndarray], np.ndarray],
+    items: Sequence[Scaffold] | np.ndarray,
+) -> np.ndarray:
+    """``[N, N]`` topology distances: ``spec``'s distance (or any vectorised distance
+    ``(U [N, D], V [M, D]) -> [N, M]``) between scaffolds or vectors ``[N, D]``,
+    symmetrised with a zero diagonal."""
+    fn = spec.distance if isinstance(spec, ScaffoldSpec) else spec
+    vectors = np.stack([s.vector for s in items]) if not isinstance(items, np.ndarray) else items
+    out = np.asarray(fn(vectors, vectors), dtype=np.float64)
     out = (out + out.T) / 2
     np.fill_diagonal(out, 0.0)
     return out
