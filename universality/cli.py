@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_positive(int), default=32, help="hidden units (default 32)")
     t.add_argument("--l2", type=_non_negative_float, nargs="+", default=[0.0],
                    help="L2 coefficients; one member per (l2, seed) (default 0)")
-    t.add_argument("--lr", type=_positive(float), default=TRAIN_LR, help=f"Adam learning rate (default {TRAIN_LR})")
+    t.add_argument("--lr", type=_positive(float), default=Preset.lr, help=f"Adam learning rate (default {Preset.lr})")
     t.add_argument("--seeds", type=_positive(int), default=4, help="seeds per l2 value (default 4)")
     t.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed+1, ...")
     t.add_argument("--steps", type=_positive(int), default=TrainConfig.steps,
@@ -105,9 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("run", help="run directory")
     m.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
-
-
-TRAIN_LR = 3e-3
 
 
 def _progress_bar(total: int | None, desc: str) -> Any:
