@@ -1,4 +1,4 @@
-"""Command line: ``universality run | train | analyze | report | members`` (``python -m universality``)."""
+"""Command line: ``universality run | train | analyze | report | check | reference | members``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,8 +15,10 @@ import torch
 from . import __version__
 from .benchmark import PRESETS, Preset, load_preset, run_preset
 from .benchmark.analyze import AnalysisConfig, analysis_rows, analyze_run
+from .benchmark.check import CheckError, check_cell, load_cell
 from .benchmark.pipeline import train_shard
 from .benchmark.presets import Shard
+from .benchmark.reference import make_reference
 from .benchmark.report import write_report
 from .cells import CELLS
 from .store import RunError, RunStore
@@ -100,6 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="evaluate the claims and write the report of an analysed run")
     rp.add_argument("run", help="run directory")
+
+    c = sub.add_parser("check", help="hold a new cell (MODULE:ATTR) against the reference populations")
+    c.add_argument("cell", help="MODULE:ATTR of a torch.nn.Module cell factory (see README)")
+    c.add_argument("--preset", default="quick", help="training settings: quick, reference or a TOML file")
+    c.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None, help="tasks (default: the preset's)")
+    c.add_argument("--reference", default="reference_results/run", help="reference run (default reference_results/run)")
+    c.add_argument("--out", default=None, help="run directory for the new cell (default runs/check-<name>)")
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--threads", type=_positive(int), default=1)
+
+    rf = sub.add_parser("reference", help="run the reference preset and export reference_results/")
+    rf.add_argument("--out", default="reference_results", help="export directory (default reference_results)")
+    rf.add_argument("--work", default="runs/reference", help="working run directory (default runs/reference)")
+    rf.add_argument("--device", default="cpu")
+    rf.add_argument("--workers", type=_positive(int), default=None)
 
     m = sub.add_parser("members", help="list the members of a run")
     m.add_argument("run", help="run directory")
@@ -286,8 +304,43 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    try:
+        cell = load_cell(args.cell)
+        preset = load_preset(args.preset)
+        reference = RunStore(args.reference)
+    except CheckError as err:
+        raise UsageError(f"universality check: {err}") from None
+    except RunError as err:
+        raise UsageError(f"universality check: no reference run ({err}); run `universality reference` "
+                         "or pass --reference DIR") from None
+    except ValueError as err:
+        raise UsageError(f"universality check: {err}") from None
+    tasks = tuple(args.tasks or preset.tasks)
+    out = args.out or f"runs/check-{cell.arch}"
+    try:
+        verdicts = check_cell(cell, reference, preset, tasks, out, device)
+    except RunError as err:
+        raise UsageError(f"universality check: {err}") from None
+    print(f"{'task':9} {'check':45} {'value':>8}  {'verdict':7} threshold / answer")
+    for v in verdicts:
+        verdict = "info" if v.passed is None else ("PASS" if v.passed else "FAIL")
+        print(f"{v.task:9} {v.check:45} {v.value:>8.3g}  {verdict:7} {v.threshold}")
+    print(f"\nreport: {Path(out) / 'report' / 'check.md'}")
+    return 0 if all(v.passed for v in verdicts if v.passed is not None) else 1
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)
+    path = make_reference(args.out, args.work, _device(args.device), args.workers)
+    print((path / "SUMMARY.md").read_text())
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "run": cmd_run, "analyze": cmd_analyze, "report": cmd_report,
-            "members": cmd_members}
+            "check": cmd_check, "reference": cmd_reference, "members": cmd_members}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..cells import make_cell
+from ..cells import Cell, make_cell
 from ..population import Population
 from ..store import RunStore
 from ..tasks import make_task
@@ -27,12 +27,13 @@ ShardProgress = Callable[[Shard, int, int, bool], Progress | None]
 
 
 def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.device,
-                progress: Progress | None = None) -> tuple[Population, TrainResult]:
-    """Train one shard of ``preset`` (members: l2 x seeds) and save it in ``store``."""
+                progress: Progress | None = None, cell: Cell | None = None) -> tuple[Population, TrainResult]:
+    """Train one shard of ``preset`` (members: l2 x seeds) and save it in ``store``;
+    ``cell`` overrides the built-in cell named by the shard (e.g. a user's ModuleCell)."""
     task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
     seeds = [preset.first_seed + s for _ in preset.l2 for s in range(preset.seeds)]
     l2s = [v for v in preset.l2 for _ in range(preset.seeds)]
-    pop = Population.create(make_cell(shard.arch, shard.activation), task, shard.hidden, seeds,
+    pop = Population.create(cell or make_cell(shard.arch, shard.activation), task, shard.hidden, seeds,
                             l2=l2s, lr=preset.lr, device=device)
     config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size)
     result = train(pop, config, progress)
