@@ -228,6 +228,14 @@ class RunStore:
             )
 
     # ------------------------------------------------------------------ reading
+    def meta(self, key: str) -> str:
+        """A value of the catalog's ``meta`` table (``format``, ``schema_version``, ``created``)."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise RunError(f"{self.path}: catalog has no {key!r}")
+        return str(row[0])
+
     def shards(self) -> list[str]:
         with self._connect() as db:
             return [r[0] for r in db.execute("SELECT shard FROM shards ORDER BY rowid")]

@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,9 @@ def export(work: RunStore, out: Path, extra: dict[str, Any]) -> Path:
     (out / "SUMMARY.md").write_text(
         "# Reference results\n\n"
         f"Produced by `{record['command']}` (preset `reference`; this invocation took "
-        f"{record['wall_seconds'] / 60:.1f} min on {record['device']} with {record['workers']} workers, "
-        f"{record['date']}). Full report: `run/report/report.md`.\n\n" + claims)
+        f"{record['wall_seconds'] / 60:.1f} min, {record['seconds_since_run_created'] / 60:.1f} min since the run "
+        f"directory was created; {record['device']}, {record['workers']} workers, {record['date']}). "
+        "Full report: `run/report/report.md`.\n\n" + claims)
     return out
 
 
@@ -62,7 +64,10 @@ def make_reference(out: str | Path = "reference_results", work: str | Path = "ru
     device = torch.device(device)
     start = time.perf_counter()
     run_preset(PRESETS["reference"], str(work), device, workers=workers)
+    store = RunStore(work)
+    created = datetime.fromisoformat(store.meta("created"))
     extra = {"command": " ".join(["universality", *sys.argv[1:]]), "preset": PRESETS["reference"].as_dict(),
-             "wall_seconds": time.perf_counter() - start, "workers": workers or default_workers(device),
-             "device": str(device)}
-    return export(RunStore(work), Path(out), extra)
+             "wall_seconds": time.perf_counter() - start,
+             "seconds_since_run_created": (datetime.now(UTC) - created).total_seconds(),
+             "workers": workers or default_workers(device), "device": str(device)}
+    return export(store, Path(out), extra)

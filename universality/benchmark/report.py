@@ -38,17 +38,20 @@ def collect(store: RunStore) -> tuple[list[dict[str, Any]], dict[int, dict[str, 
     return rows, scaffolds, tasks
 
 
-def evaluate(store: RunStore, n_permutations: int = 1000) -> list[Claim]:
-    """Every claim of :mod:`.claims` on an analysed run."""
+def evaluate(store: RunStore, n_permutations: int = 1000, members: set[int] | None = None) -> list[Claim]:
+    """Every claim of :mod:`.claims` on an analysed run (optionally on a subset of member ids)."""
     rows, scaffolds, tasks = collect(store)
+    if members is not None:
+        rows = [r for r in rows if r["member"] in members]
     by_id = {r["member"]: r for r in rows}
     claims: list[Claim] = []
     for task in tasks:
         geo, topo = load_geometry(store, task), load_topology(store, task)
-        ids = geo["members"].tolist()
+        keep = [i for i, m in enumerate(geo["members"].tolist()) if m in by_id]
+        ids = [int(geo["members"][i]) for i in keep]
         if "svcca" in geo:
-            claims += separability_claims(task, ids, geo["svcca"].numpy(),
-                                          topo["scaffold"].numpy() if "scaffold" in topo else None,
+            claims += separability_claims(task, ids, geo["svcca"].numpy()[np.ix_(keep, keep)],
+                                          topo["scaffold"].numpy()[np.ix_(keep, keep)] if "scaffold" in topo else None,
                                           by_id, n_permutations)
         claims += scaffold_claims(task, rows, scaffolds)
     return claims
