@@ -7,6 +7,7 @@ import pytest
 
 from universality.benchmark import PRESETS, Preset, load_preset
 from universality.benchmark.claims import THRESHOLDS, scaffold_claims, separability_claims
+from universality.benchmark.reference import export
 from universality.cli import main
 from universality.store import RunStore
 
@@ -105,6 +106,17 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     rows = RunStore(out).members()
     assert len(rows) == 4 and sum(r["passed"] for r in rows) >= 3
     assert main(["report", str(out)]) == 0
+
+    # the reference export keeps weights, signatures, matrices and the report, not states
+    exported = export(RunStore(out), tmp_path / "reference", {"command": "test", "preset": {}, "wall_seconds": 1.0,
+                                                               "seconds_since_run_created": 2.0, "workers": 1})
+    kept = RunStore(exported / "run")
+    assert kept.shards() == RunStore(out).shards() and len(kept.members()) == 4
+    assert not (exported / "run" / "analysis" / "states").exists()
+    assert (exported / "run" / "report" / "claims.json").read_text() == (out / "report" / "claims.json").read_text()
+    provenance = json.loads((exported / "provenance.json").read_text())
+    assert set(provenance["config_hashes"]) == set(kept.shards()) and "torch_version" in provenance
+    assert "## Claims" in (exported / "SUMMARY.md").read_text()
 
 
 def test_run_rejects_a_bad_preset(tmp_path, capsys):
