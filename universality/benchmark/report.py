@@ -180,26 +180,13 @@ def _task_figures(store: RunStore, task: str, rows: list[dict[str, Any]], scaffo
                                      figs / "sine_frequency_tracking.png")
             lines += ["![linearised vs target frequency](figures/sine_frequency_tracking.png)", ""]
     if task == "cdi":
-        spectra: dict[str, list[list[float]]] = defaultdict(list)
-        for r in passed:
-            spectrum = scaffolds.get(r["member"], {}).get("spectrum")
-            if spectrum:
-                spectra[r["arch"]].append(spectrum[:10])
-        if spectra:
-            width = min(len(v) for vs in spectra.values() for v in vs)
-            plots.spectra({a: np.array([v[:width] for v in vs]) for a, vs in spectra.items()},
-                          figs / "cdi_spectra.png")
-            lines += ["![sorted eigenvalue spectra](figures/cdi_spectra.png)", ""]
-        response: dict[str, list[list[float]]] = defaultdict(list)
-        for r in passed:
-            curve = scaffolds.get(r["member"], {}).get("response_curve")
-            if curve:
-                response[r["arch"]].append(curve[:10])
-        if response:
-            width = min(len(v) for vs in response.values() for v in vs)
-            plots.mode_curves({a: np.array([v[:width] for v in vs]) for a, vs in response.items()},
-                              figs / "cdi_mode_curves.png")
-            lines += ["![linearised response vs modes retained](figures/cdi_mode_curves.png)", ""]
+        for key, draw, name, caption in (("spectrum", plots.spectra, "cdi_spectra", "sorted eigenvalue spectra"),
+                                         ("response_curve", plots.mode_curves, "cdi_mode_curves",
+                                          "linearised response vs modes retained")):
+            by_arch = _curves_by_arch(passed, scaffolds, key)
+            if by_arch:
+                draw(by_arch, figs / f"{name}.png")
+                lines += [f"![{caption}](figures/{name}.png)", ""]
         modes: dict[str, list[float]] = defaultdict(list)
         for r in passed:
             value = scaffolds.get(r["member"], {}).get("modes_90")
@@ -211,6 +198,21 @@ def _task_figures(store: RunStore, task: str, rows: list[dict[str, Any]], scaffo
             lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]
             lines += [""]
     return lines
+
+
+def _curves_by_arch(passed: list[dict[str, Any]], scaffolds: dict[int, dict[str, Any]], key: str,
+                    width: int = 10) -> dict[str, np.ndarray]:
+    """Per architecture, the ``[N_nets, K]`` stack of each passed member's scaffold list
+    ``key`` (first ``width`` values, cut to the shortest)."""
+    lists: dict[str, list[list[float]]] = defaultdict(list)
+    for r in passed:
+        values = scaffolds.get(r["member"], {}).get(key)
+        if values:
+            lists[r["arch"]].append(values[:width])
+    if not lists:
+        return {}
+    k = min(len(v) for vs in lists.values() for v in vs)
+    return {a: np.array([v[:k] for v in vs]) for a, vs in lists.items()}
 
 
 def _provenance(store: RunStore) -> list[str]:
