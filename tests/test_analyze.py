@@ -83,3 +83,33 @@ def test_analyze_is_resumable(run_dir):
 def test_analyze_refuses_a_missing_run(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "none")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path):
+    from universality.benchmark.analyze import analyze_shard, load_scaffolds
+    from universality.cells import make_cell
+    from universality.dynamics import find_fixed_points
+    from universality.population import Population
+    from universality.tasks import make_task
+    from universality.training import DIVERGED, TrainConfig, train
+
+    pop = Population.create(make_cell("gru"), make_task("flipflop"), 6, [0, 1, 2], lr=[1e-2, 1e35, 1e-2])
+    config = TrainConfig(steps=40, batch_size=16, eval_every=20)
+    result = train(pop, config)
+    assert result.status[1] == DIVERGED
+    store = RunStore.create(tmp_path / "run")
+    store.save_population("ff", pop, config.as_dict(), vars(result))
+    analysis = AnalysisConfig(candidate_budget=64)
+    analyze_shard(store, "ff", analysis)
+
+    fps = load_fixed_points(store, "ff")
+    assert fps.n_members == 3 and not fps.mask[1].any() and fps.status_counts[1].sum() == 0
+    alone = find_fixed_points(store.load_population("ff").select([0, 2]),
+                              config=analysis.fixed_point_config(1))
+    for name in ("points", "mask", "residual", "index"):
+        torch.testing.assert_close(getattr(fps.select([0, 2]), name), getattr(alone, name))
+    numbers, tensors = load_scaffolds(store, "ff")
+    assert numbers[1] == {"canonical": False, "diverged": True}
+    assert "diverged" not in numbers[0] and "diverged" not in numbers[2]
+    assert torch.isnan(tensors["vectors"][1]).all() and torch.isfinite(tensors["vectors"][[0, 2]]).all()
+    assert torch.isnan(tensors["fingerprints"][1]).all()

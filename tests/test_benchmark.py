@@ -122,3 +122,26 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
 def test_run_rejects_a_bad_preset(tmp_path, capsys):
     assert main(["run", "--preset", "nope", "--out", str(tmp_path / "r")]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("min_passed, threshold, rounds", [(0, 1.0, 1), (2, 1.0, 3), (2, 0.0, 1)])
+def test_shards_train_more_seeds_until_enough_pass(tmp_path, min_passed, threshold, rounds):
+    import torch
+
+    from universality.benchmark.pipeline import train_shard
+
+    # 2 steps never reach sign accuracy 1.0 (nothing passes) and always reaches 0.0
+    preset = Preset(name="t", tasks=("flipflop",), archs=("gru",), activations=("tanh",), hidden=(4,), seeds=2,
+                    first_seed=5, steps=2, batch_size=4, min_passed=min_passed, max_rounds=3,
+                    task_params={"flipflop": {"pass_threshold": threshold}})
+    store = RunStore.create(tmp_path / "run")
+    pop, result = train_shard(store, preset, preset.shards()[0], torch.device("cpu"))
+    assert [m.seed for m in pop.members] == list(range(5, 5 + 2 * rounds))
+    assert len(result.passed) == 2 * rounds and all(result.passed) == (threshold == 0.0)
+    stored = store.members()
+    assert [r["seed"] for r in stored] == list(range(5, 5 + 2 * rounds))
+    # a member trained in a later round equals the same seed trained alone
+    alone = Preset(**{**preset.as_dict(), "first_seed": 5 + 2 * (rounds - 1), "min_passed": 0, "max_rounds": 1})
+    solo, _ = train_shard(RunStore.create(tmp_path / "solo"), alone, alone.shards()[0], torch.device("cpu"))
+    for k, v in solo.params.items():
+        assert torch.equal(pop.params[k][-2:], v), k

@@ -391,6 +391,27 @@ def test_a_map_without_fixed_points_gives_empty_results(tmp_path):
     assert FixedPoints.load(tmp_path / "empty.safetensors").points.shape == (p, 1, 0, s)
 
 
+def test_select_expand_and_empty_keep_fields_and_dtypes(flipflop_gru):
+    fp = find_fixed_points(flipflop_gru, config=FixedPointConfig(n_initial=32))
+    rows = [2, 0]
+    wide = fp.select([1, 0]).expand(rows, 4)  # member 1 -> row 2, member 0 -> row 0
+    for name, value in fp._tensors().items():
+        if name == "conditions":
+            continue
+        big = getattr(wide, name)
+        assert big.dtype == value.dtype and big.shape == (4, *value.shape[1:]), name
+        assert torch.equal(big[2], value[1]) and torch.equal(big[0], value[0]), name
+        assert not big[[1, 3]].any(), name
+    assert wide.summary()[1]["count"] == 0
+    empty = FixedPoints.empty(3, fp.conditions, flipflop_gru.state_size, fp.config)
+    for name, value in fp._tensors().items():
+        got = getattr(empty, name)
+        assert got.dtype == value.dtype and got.dim() == value.dim(), name
+    assert empty.counts.shape == (3, 1) and empty.summary()[2]["count"] == 0
+    with pytest.raises(ValueError, match="distinct rows"):
+        fp.expand([0, 0, 1], 4)
+
+
 def test_bad_inputs_are_refused():
     pop = random_population("gru", 2, 3, 0)
     with pytest.raises(ValueError, match="conditions"):

@@ -171,6 +171,18 @@ class Population:
         params = {k: v.index_select(0, idx).clone() for k, v in self.params.items()}
         return Population(self.cell, self.task, self.hidden_size, [self.members[i] for i in indices], params)
 
+    @classmethod
+    def concat(cls, populations: Sequence[Population]) -> Population:
+        """Members of several populations of the same cell, task and size, in order."""
+        first = populations[0]
+        def key(p: Population) -> tuple[object, ...]:
+            return type(p.cell), p.cell.arch, p.cell.activation, p.task.config(), p.hidden_size
+
+        if any(key(p) != key(first) for p in populations):
+            raise ValueError("concat: populations must share cell, task and hidden size")
+        params = {k: torch.cat([p.params[k] for p in populations]) for k in first.params}
+        return cls(first.cell, first.task, first.hidden_size, [m for p in populations for m in p.members], params)
+
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Population:
         """A copy on ``device`` (optionally cast to ``dtype``)."""
         params = {k: v.to(device=device, dtype=dtype or v.dtype) for k, v in self.params.items()}

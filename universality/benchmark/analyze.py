@@ -10,7 +10,11 @@ recomputed only when that changes.
   task's ``conditions()``;
 * ``scaffold/<shard>.safetensors``: per member the scaffold ``vectors [P, D]``, the
   homology ``fingerprints [P, D']`` of its probe-state cloud, and (metadata ``numbers``)
-  the JSON list of each member's ``Scaffold.as_dict()``;
+  the JSON list of each member's ``Scaffold.as_dict()``.
+
+Diverged members are not analysed (their weights are frozen at an exploding state): they
+have no fixed points, NaN scaffold rows and the numbers ``{"canonical": false,
+"diverged": true}``. Everything downstream already leaves them out.
 * ``geometry/<task>.safetensors``: ``members [N]`` (catalog ids of the non-diverged
   members of that task) and one ``[N, N]`` distance matrix per metric;
 * ``topology/<task>.safetensors``: ``members [N]`` and the ``[N, N]`` topology distances
@@ -113,15 +117,23 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
         pop = store.load_population(shard, device)
         atomic_save_tensors({"states": probe_states(pop, config)}, states_path, {"source": source})
 
+    # Diverged members (frozen at non-finite or exploding weights) are not analysed: their
+    # fixed points are empty and their scaffold rows NaN, with numbers {"diverged": true}.
+    rows = sorted((r for r in store.members() if r["shard"] == shard), key=lambda r: r["idx"])
+    alive = [r["idx"] for r in rows if r["status"] != DIVERGED]
     fp_path = root / "fixed_points" / f"{shard}.safetensors"
     n_conditions = len(task_from_config(info["task_config"]).conditions())
     fp_config = config.fixed_point_config(n_conditions)
-    source = config_hash({"shard": info["config_hash"], "fixed_points": fp_config.as_dict()})
+    source = config_hash({"shard": info["config_hash"], "fixed_points": fp_config.as_dict(), "alive": alive})
     if _stamp(fp_path) != source:
         if on_step:
             on_step(f"fixed points {shard}")
         pop = pop or store.load_population(shard, device)
-        fps = find_fixed_points(pop, config=fp_config)
+        if alive:
+            fps = find_fixed_points(pop.select(alive), config=fp_config).expand(alive, len(pop))
+        else:
+            conditions = pop.task.conditions().to(torch.float64)
+            fps = FixedPoints.empty(len(pop), conditions, pop.state_size, fp_config.as_dict())
         fps.save(fp_path, {"source": source})
 
     sc_path = root / "scaffold" / f"{shard}.safetensors"
@@ -131,15 +143,17 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
         if on_step:
             on_step(f"scaffold {shard}")
         pop = pop or store.load_population(shard, device)
-        scaffolds = SCAFFOLDS[info["task"]].compute(pop, FixedPoints.load(fp_path))
+        scaffolds = SCAFFOLDS[info["task"]].compute(pop.select(alive), FixedPoints.load(fp_path).select(alive)) \
+            if alive else []
         states = load_tensors(states_path)["states"]
-        prints = [fingerprint(states[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
-                  for i in range(len(pop))]
-        atomic_save_tensors(
-            {"vectors": torch.as_tensor(np.stack([sc.vector for sc in scaffolds]), dtype=torch.float64),
-             "fingerprints": torch.as_tensor(np.stack(prints), dtype=torch.float64)},
-            sc_path, {"source": source, "numbers": json.dumps([sc.as_dict() for sc in scaffolds],
-                                                               default=_jsonable)})
+        prints = {i: fingerprint(states[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
+                  for i in alive}
+        numbers: list[dict[str, Any]] = [{"canonical": False, "diverged": True}] * len(pop)
+        vectors, fingerprints = [None] * len(pop), [None] * len(pop)
+        for i, sc in zip(alive, scaffolds, strict=True):
+            numbers[i], vectors[i], fingerprints[i] = sc.as_dict(), sc.vector, prints[i]
+        atomic_save_tensors({"vectors": _rows(vectors), "fingerprints": _rows(fingerprints)},
+                            sc_path, {"source": source, "numbers": json.dumps(numbers, default=_jsonable)})
 
 
 def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), device: str | torch.device = "cpu",
@@ -198,6 +212,12 @@ def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), devi
                 topology["scaffold"] = torch.as_tensor(distance_matrix(SCAFFOLDS[task], v))
                 topology["homology"] = torch.as_tensor(distance_matrix(diagram_distance, f))
             atomic_save_tensors(topology, topology_path, {"source": source})
+
+
+def _rows(rows: list[np.ndarray | None]) -> Tensor:
+    """Stack per-member vectors ``[P, D]`` (float64), NaN rows for ``None`` (diverged)."""
+    width = max((len(r) for r in rows if r is not None), default=0)
+    return torch.as_tensor(np.stack([np.full(width, np.nan) if r is None else r for r in rows]), dtype=torch.float64)
 
 
 def _jsonable(value: Any) -> Any:

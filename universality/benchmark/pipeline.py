@@ -28,17 +28,31 @@ ShardProgress = Callable[[Shard, int, int, bool], Progress | None]
 
 def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.device,
                 progress: Progress | None = None, cell: Cell | None = None) -> tuple[Population, TrainResult]:
-    """Train one shard of ``preset`` (members: l2 x seeds) and save it in ``store``;
+    """Train one shard of ``preset`` (members: l2 x seeds, plus further rounds of fresh
+    seeds while fewer than ``preset.min_passed`` passed) and save it in ``store``;
     ``cell`` overrides the built-in cell named by the shard (e.g. a user's ModuleCell)."""
     task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
-    seeds = [preset.first_seed + s for _ in preset.l2 for s in range(preset.seeds)]
-    l2s = [v for v in preset.l2 for _ in range(preset.seeds)]
-    pop = Population.create(cell or make_cell(shard.arch, shard.activation), task, shard.hidden, seeds,
-                            l2=l2s, lr=preset.lr, device=device)
     config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size)
-    result = train(pop, config, progress)
+    cell = cell or make_cell(shard.arch, shard.activation)
+    pops: list[Population] = []
+    results: list[TrainResult] = []
+    for round_ in range(preset.max_rounds):
+        if round_ and sum(sum(r.passed) for r in results) >= preset.min_passed:
+            break
+        first = preset.first_seed + round_ * preset.seeds
+        seeds = [first + s for _ in preset.l2 for s in range(preset.seeds)]
+        l2s = [v for v in preset.l2 for _ in range(preset.seeds)]
+        pop = Population.create(cell, task, shard.hidden, seeds,
+                                l2=l2s, lr=preset.lr, device=device)
+        results.append(train(pop, config, progress))
+        pops.append(pop)
+    pop = Population.concat(pops)
+    result = TrainResult(**{k: [v for r in results for v in getattr(r, k)] for k in ("status", "loss", "score",
+                                                                                     "passed", "steps")},
+                         seconds=sum(r.seconds for r in results))
     store.save_population(shard.name, pop, {**config.as_dict(), "preset": preset.name}, vars(result), device=device)
-    log.info("%s: %d/%d trained in %.1fs", shard.name, result.status.count("trained"), len(pop), result.seconds)
+    log.info("%s: %d/%d passed in %d round(s), %.1fs", shard.name, sum(result.passed), len(pop), len(results),
+             result.seconds)
     return pop, result
 
 

@@ -29,7 +29,12 @@ class Shard:
 @dataclass(frozen=True)
 class Preset:
     """A grid of populations and how to train them. Members of a shard are
-    ``l2 x seeds``; ``task_params`` overrides task defaults per task name."""
+    ``l2 x seeds``; ``task_params`` overrides task defaults per task name.
+
+    ``min_passed``: a shard in which fewer members passed trains another round of
+    ``l2 x seeds`` fresh seeds (continuing from the last), up to ``max_rounds`` rounds in
+    all, so that claims rest on enough trained networks; every member trained, passed or
+    not, stays in the shard and in the pass-rate tables."""
 
     name: str
     tasks: tuple[str, ...] = tuple(TASKS)
@@ -43,6 +48,8 @@ class Preset:
     steps: int = 3000
     batch_size: int = 64
     fixed_point_candidates: int = 1024  # per member, split over the task's conditions
+    min_passed: int = 0
+    max_rounds: int = 1
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,6 +61,8 @@ class Preset:
         if min(sizes) < 1:
             raise ValueError(f"preset {self.name!r}: seeds, steps, batch_size, fixed_point_candidates and hidden "
                              "must be positive")
+        if self.min_passed < 0 or self.max_rounds < 1:
+            raise ValueError(f"preset {self.name!r}: min_passed must be >= 0 and max_rounds >= 1")
         if not self.tasks or not self.archs or not self.activations or not self.l2:
             raise ValueError(f"preset {self.name!r}: tasks, archs, activations and l2 must be non-empty")
         if any(v < 0 for v in self.l2) or not self.lr > 0:
@@ -77,7 +86,9 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(name="quick", hidden=(16,), seeds=2, steps=400, lr=1e-2, fixed_point_candidates=128,
                     task_params={"flipflop": {"pass_threshold": 0.99}, "sine": {"pass_threshold": 0.05},
                                  "cdi": {"pass_threshold": 0.05}}),
-    "reference": Preset(name="reference", hidden=(32,), seeds=8, steps=3000),
+    # 8 seeds per shard, topped up by up to two more rounds of 8 where fewer than 8 passed
+    # (measured: ReLU vanilla sine networks pass 3-4 in 8, ReLU LSTMs diverge on sine in 4 of 8).
+    "reference": Preset(name="reference", hidden=(32,), seeds=8, steps=3000, min_passed=8, max_rounds=3),
     "paper": Preset(
         name="paper", hidden=(64, 128, 256), l2=(1e-5, 1e-4, 1e-3, 1e-2), seeds=10, steps=20000, lr=1e-3
     ),

@@ -114,6 +114,42 @@ class FixedPoints:
             })
         return rows
 
+    def select(self, rows: list[int]) -> FixedPoints:
+        """The members ``rows`` (in that order), as a new result."""
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        fields = {name: (v if name == "conditions" else v[idx]) for name, v in self._tensors().items()}
+        return FixedPoints(**fields, config=self.config)
+
+    @classmethod
+    def empty(cls, n_members: int, conditions: Tensor, state_size: int, config: dict[str, Any]) -> FixedPoints:
+        """A result without points for ``n_members`` members at ``conditions [C, I]``."""
+        p, c, i, s = n_members, conditions.shape[0], conditions.shape[1], state_size
+        f64, cplx = torch.float64, torch.complex128
+        return cls(points=torch.zeros(p, c, 0, s, dtype=f64), mask=torch.zeros(p, c, 0, dtype=torch.bool),
+                   fixed=torch.zeros(p, c, 0, dtype=torch.bool), residual=torch.zeros(p, c, 0, dtype=f64),
+                   q=torch.zeros(p, c, 0, dtype=f64), sigma_min=torch.zeros(p, c, 0, dtype=f64),
+                   cluster_size=torch.zeros(p, c, 0, dtype=torch.int64), index=torch.zeros(p, c, 0, dtype=torch.int64),
+                   eigenvalues=torch.zeros(p, c, 0, s, dtype=cplx), right=torch.zeros(p, c, 0, s, s, dtype=cplx),
+                   left=torch.zeros(p, c, 0, s, s, dtype=cplx), jacobian=torch.zeros(p, c, 0, s, s, dtype=f64),
+                   input_jacobian=torch.zeros(p, c, 0, s, i, dtype=f64), conditions=conditions.to(f64),
+                   status_counts=torch.zeros(p, c, len(STATUSES), dtype=torch.int64), config=config)
+
+    def expand(self, rows: list[int], n_members: int) -> FixedPoints:
+        """Place this result's members at ``rows`` of a result with ``n_members`` members;
+        the other members get no points (all-False mask, zero candidate counts)."""
+        if len(rows) != self.n_members or len(set(rows)) != len(rows) or not all(0 <= r < n_members for r in rows):
+            raise ValueError(f"expand: need {self.n_members} distinct rows in [0, {n_members}), got {rows}")
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        fields = {}
+        for name, v in self._tensors().items():
+            if name == "conditions":
+                fields[name] = v
+                continue
+            out = torch.zeros((n_members, *v.shape[1:]), dtype=v.dtype)
+            out[idx] = v
+            fields[name] = out
+        return FixedPoints(**fields, config=self.config)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
         """Write a safetensors file atomically (complex tensors as ``.real``/``.imag``),

@@ -85,7 +85,7 @@ class CdiConfig:
     """
 
     n_trials: int = 16
-    n_candidates: int = 128
+    n_candidates: int = 32
     n_levels: int = 9
     probe: float = 0.5
     outlier: float = 2.0
