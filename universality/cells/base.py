@@ -78,6 +78,19 @@ class Cell(ABC):
         """F(state, x): ``x [P, B, I], state [P, B, S] -> [P, B, S]``."""
         return self.recur(params, self.drive(params, x), state)
 
+    def recur_jacobian(self, params: Params, drive: Tensor, state: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(F [P, B, S], dF/dstate [P, B, S, S])`` in closed form, or None where the cell
+        has none (Jacobians then come from autodiff through :meth:`recur`). Closed forms
+        cost O(S^2) per state instead of autodiff's O(S^3)."""
+        return None
+
+    def act_derivative(self, pre: Tensor, out: Tensor) -> Tensor:
+        """The activation's derivative at ``pre`` (``out = act(pre)``), as autograd defines it
+        (ReLU: 0 at 0)."""
+        if self.activation == "tanh":
+            return 1 - out * out
+        return (pre > 0).to(pre.dtype)
+
 
 def linear_drive(weight: Tensor, bias: Tensor, x: Tensor) -> Tensor:
     """``x [P, ..., I] @ weight[P, G, I]^T + bias [P, G] -> [P, ..., G]``."""
@@ -120,3 +133,10 @@ def stacked_recurrent(
     return torch.cat(
         [scaled_orthogonal(hidden_size, gain, generator) for _ in range(n_blocks)]
     )
+
+
+def scaled_blocks(scales: Tensor, weight: Tensor) -> Tensor:
+    """``sum_k diag(scales[..., k, :]) @ W_k`` per row: ``scales [P, B, K, H]``, ``weight
+    [P, K * H, H]`` (K square blocks W_k) -> ``[P, B, H, H]`` (one batched contraction)."""
+    p, _, h = weight.shape
+    return torch.einsum("pbki,pkij->pbij", scales, weight.view(p, -1, h, h))

@@ -9,7 +9,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
+from .base import (
+    Cell,
+    Params,
+    fan_in_normal,
+    gated_gain,
+    linear_drive,
+    recurrent_term,
+    scaled_blocks,
+    stacked_recurrent,
+)
 
 
 class GRU(Cell):
@@ -42,3 +51,18 @@ class GRU(Cell):
         z = torch.sigmoid(xz + hz)
         n = self.act(xn + r * hn)
         return n + z * (state - n)
+
+    def recur_jacobian(self, params: Params, drive: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        # J = diag(z) + diag((h - n) z (1 - z)) U_z + diag((1 - z) n') [diag(r) U_n + diag(hn r (1 - r)) U_r]
+        gh = recurrent_term(params["weight_hh"], params["bias_hh"], state)
+        xr, xz, xn = drive.chunk(3, dim=-1)
+        hr, hz, hn = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n_pre = xn + r * hn
+        n = self.act(n_pre)
+        dn = (1 - z) * self.act_derivative(n_pre, n)
+        scales = torch.stack([dn * hn * r * (1 - r), (state - n) * z * (1 - z), dn * r], dim=-2)
+        jac = scaled_blocks(scales, params["weight_hh"])
+        jac.diagonal(dim1=-2, dim2=-1).add_(z)
+        return n + z * (state - n), jac

@@ -9,7 +9,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
+from .base import (
+    Cell,
+    Params,
+    fan_in_normal,
+    gated_gain,
+    linear_drive,
+    recurrent_term,
+    scaled_blocks,
+    stacked_recurrent,
+)
 
 
 class UGRNN(Cell):
@@ -43,3 +52,13 @@ class UGRNN(Cell):
         u = torch.sigmoid(u_pre)
         c = self.act(c_pre)
         return c + u * (state - c)
+
+    def recur_jacobian(self, params: Params, drive: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        # J = diag(u) + diag((h - c) u (1 - u)) U_u + diag((1 - u) c') U_c
+        pre = drive + recurrent_term(params["weight_hh"], params["bias_hh"], state)
+        u_pre, c_pre = pre.chunk(2, dim=-1)
+        u, c = torch.sigmoid(u_pre), self.act(c_pre)
+        scales = torch.stack([(state - c) * u * (1 - u), (1 - u) * self.act_derivative(c_pre, c)], dim=-2)
+        jac = scaled_blocks(scales, params["weight_hh"])
+        jac.diagonal(dim1=-2, dim2=-1).add_(u)
+        return c + u * (state - c), jac

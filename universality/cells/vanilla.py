@@ -33,3 +33,9 @@ class Vanilla(Cell):
 
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         return self.act(drive + recurrent_term(params["weight_hh"], params["bias_hh"], state))
+
+    def recur_jacobian(self, params: Params, drive: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        # J = diag(f'(a)) W_hh
+        pre = drive + recurrent_term(params["weight_hh"], params["bias_hh"], state)
+        out = self.act(pre)
+        return out, self.act_derivative(pre, out).unsqueeze(-1) * params["weight_hh"].unsqueeze(1)

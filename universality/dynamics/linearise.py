@@ -77,13 +77,37 @@ def _reverse_jacobians(
     return out[:, :, 0].detach(), grads[0].reshape(p, b, s, s), jac_x
 
 
+def state_jacobians(population: Population, params: Params, states: Tensor, inputs: Tensor) -> tuple[Tensor, Tensor]:
+    """``F [P, B, S]`` and ``dF/dh [P, B, S, S]`` at ``states [P, B, S]``, ``inputs [P, B, I]``:
+    the cell's closed form (:meth:`~universality.cells.Cell.recur_jacobian`) where it has
+    one, else autodiff (:func:`step_jacobians`)."""
+    cell = population.cell
+    closed = cell.recur_jacobian(params, cell.drive(params, inputs), states)
+    if closed is not None:
+        return closed
+    f, jac, _ = step_jacobians(lambda x, h: population.step(x, h, params), states, inputs)
+    return f, jac
+
+
 def jacobians(
     population: Population, states: Tensor, inputs: Tensor, params: Params | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``F [P, B, S]``, ``dF/dh [P, B, S, S]`` and ``dF/dx [P, B, S, I]`` of ``population``
     at ``states [P, B, S]``, ``inputs [P, B, I]`` (``params`` default: float64 copies)."""
     params = float64_params(population) if params is None else params
-    f, jac_h, jac_x = step_jacobians(lambda x, h: population.step(x, h, params), states, inputs, True)
+
+    def step(x: Tensor, h: Tensor) -> Tensor:
+        return population.step(x, h, params)
+
+    closed = population.cell.recur_jacobian(params, population.cell.drive(params, inputs), states)
+    if closed is None:
+        f, jac_h, jac_x = step_jacobians(step, states, inputs, True)
+        assert jac_x is not None
+        return f, jac_h, jac_x
+    f, jac_h = closed
+    # dF/dx by one backward pass over S copies (plain autograd: forward mode's first use
+    # costs seconds of lazy imports, more than the closed form saves on a small search)
+    jac_x = _reverse_jacobians(step, states, inputs, wrt_input=True)[2]
     assert jac_x is not None
     return f, jac_h, jac_x
 
