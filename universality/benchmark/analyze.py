@@ -143,13 +143,14 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
         if on_step:
             on_step(f"scaffold {shard}")
         pop = pop or store.load_population(shard, device)
-        scaffolds = SCAFFOLDS[info["task"]].compute(pop.select(alive), FixedPoints.load(fp_path).select(alive)) \
-            if alive else []
+        fps = FixedPoints.load(fp_path)
+        scaffolds = SCAFFOLDS[info["task"]].compute(pop.select(alive), fps.select(alive)) if alive else []
         states = load_tensors(states_path)["states"]
         prints = {i: fingerprint(states[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
                   for i in alive}
         numbers: list[dict[str, Any]] = [{"canonical": False, "diverged": True}] * len(pop)
-        vectors, fingerprints = [None] * len(pop), [None] * len(pop)
+        vectors: list[np.ndarray | None] = [None] * len(pop)
+        fingerprints: list[np.ndarray | None] = [None] * len(pop)
         for i, sc in zip(alive, scaffolds, strict=True):
             numbers[i], vectors[i], fingerprints[i] = sc.as_dict(), sc.vector, prints[i]
         atomic_save_tensors({"vectors": _rows(vectors), "fingerprints": _rows(fingerprints)},
