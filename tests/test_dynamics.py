@@ -303,6 +303,19 @@ def test_permuting_members_permutes_results(perm, seed):
         np.testing.assert_allclose(ma["jacobian"][rows], mb["jacobian"][cols], atol=1e-8)
 
 
+@settings(max_examples=4, deadline=None)
+@given(buckets=st.integers(2, 9), seed=st.integers(0, 1000))
+def test_member_buckets_change_nothing_but_speed(buckets, seed):
+    pop = random_population("ugrnn", 7, 4, seed, scale=1.0)
+    one = find_fixed_points(pop, config=FixedPointConfig(n_initial=40, seed=seed, buckets=1))
+    many = find_fixed_points(pop, config=FixedPointConfig(n_initial=40, seed=seed, buckets=buckets))
+    assert torch.equal(one.status_counts, many.status_counts) and torch.equal(one.mask, many.mask)
+    assert torch.equal(one.index, many.index) and torch.equal(one.cluster_size, many.cluster_size)
+    # the same points up to the deduplication tolerance (a degenerate root's representative
+    # may move along its null direction with float rounding; isolated roots agree to ~1e-12)
+    torch.testing.assert_close(one.points, many.points, atol=FixedPointConfig().tol_unique, rtol=0)
+
+
 def greedy_reference(points: np.ndarray, keep: np.ndarray, score: np.ndarray, tol: float):
     order = np.argsort(np.where(keep, score, np.inf), kind="stable")
     reps: list[int] = []
