@@ -1,0 +1,135 @@
+"""The stored reference results (``reference_results/``) against the code.
+
+* consistency: ``claims.json`` equals the claims recomputed from the stored per-member data
+  (values to a relative 1e-9: the same arithmetic on the same stored numbers);
+* regression: re-analysing stored members (drawn by hypothesis) from their stored weights
+  reproduces their stored scaffold signatures and key numbers. Tolerances
+  (:data:`TOLERANCES`): booleans, counts and labels exactly; eigenvalue-derived numbers to
+  a relative 1e-4 (float64 searches from the same seeded candidates agree to ~1e-10; the
+  margin covers BLAS differences between machines); numbers from simulations and
+  correlations (sine) to a relative 1e-3;
+* robustness: every claim that holds on the reference population still holds on random
+  subsets of it drawn by hypothesis, keeping at least :data:`MIN_PER_GROUP` members (or all,
+  if fewer) of every task x architecture x activation group.
+
+A failure names the claim, group and value that moved. If the change is deliberate,
+regenerate the references with ``universality reference`` and review the diff of
+``reference_results/`` (SUMMARY.md shows the claims).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from universality.benchmark import PRESETS
+from universality.benchmark.analyze import load_scaffolds
+from universality.benchmark.pipeline import analysis_config
+from universality.benchmark.report import evaluate
+from universality.dynamics import find_fixed_points
+from universality.scaffold import SCAFFOLDS
+from universality.store import RunStore
+from universality.tasks import task_from_config
+
+REFERENCE = Path(__file__).resolve().parents[2] / "reference_results" / "run"
+REGENERATE = ("if this change is deliberate, regenerate with `universality reference` and review the diff of "
+              "reference_results/")
+STORE = RunStore(REFERENCE)
+ROWS = STORE.members()
+STORED_CLAIMS = json.loads((REFERENCE / "report" / "claims.json").read_text())
+PASSED = [r for r in ROWS if r["passed"]]
+#: Relative tolerance of re-analysed float numbers, by task (see the module docstring).
+TOLERANCES = {"flipflop": 1e-4, "cdi": 1e-4, "sine": 1e-3}
+MIN_PER_GROUP = 6
+
+
+def same(a: float | None, b: float | None, rel: float = 1e-9) -> bool:
+    a = math.nan if a is None else a
+    b = math.nan if b is None else b
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+
+
+def test_claims_json_equals_the_claims_recomputed_from_stored_data():
+    recomputed = [c.as_dict() for c in evaluate(STORE)]
+    assert [(c["claim"], c["group"]) for c in recomputed] == [(c["claim"], c["group"]) for c in STORED_CLAIMS], (
+        f"the set of claims changed; {REGENERATE}")
+    for stored, new in zip(STORED_CLAIMS, recomputed, strict=True):
+        where = f"claim {stored['claim']} group {stored['group']}"
+        moved = f"{where}: stored {stored['value']}, now {new['value']}; {REGENERATE}"
+        assert same(stored["value"], new["value"]), moved
+        assert stored["passed"] == new["passed"], f"{where}: verdict moved to {new['passed']}; {REGENERATE}"
+
+
+def compare_numbers(where: str, stored: dict, now: dict, rel: float) -> None:
+    assert set(now) == set(stored), f"{where}: keys {sorted(set(stored) ^ set(now))} moved; {REGENERATE}"
+    for key, value in now.items():
+        old = stored[key]
+        if isinstance(value, bool | int | str) or value is None:
+            assert value == old, f"{where}: {key} {old} -> {value}; {REGENERATE}"
+        elif isinstance(value, float):
+            assert same(value, old, rel), f"{where}: {key} {old} -> {value}; {REGENERATE}"
+        elif isinstance(value, list | np.ndarray):
+            a, b = np.asarray(value, dtype=float), np.asarray(old, dtype=float)
+            assert a.shape == b.shape and np.allclose(a, b, rtol=rel, atol=1e-9, equal_nan=True), (
+                f"{where}: {key} moved; {REGENERATE}")
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(row=st.sampled_from(PASSED))
+def test_reanalysing_a_stored_member_reproduces_its_scaffold(row):
+    info = STORE.shard_info(row["shard"])
+    task = task_from_config(info["task_config"])
+    pop = STORE.load_population(row["shard"]).select([row["idx"]])
+    config = analysis_config(PRESETS["reference"]).fixed_point_config(len(task.conditions()))
+    (scaffold,) = SCAFFOLDS[row["task"]].compute(pop, find_fixed_points(pop, config=config))
+    numbers, tensors = load_scaffolds(STORE, row["shard"])
+    where = f"member {row['member']} ({row['shard']}, idx {row['idx']})"
+    rel = TOLERANCES[row["task"]]
+    compare_numbers(where, numbers[row["idx"]], scaffold.as_dict(), rel)
+    assert np.allclose(scaffold.vector, tensors["vectors"][row["idx"]].numpy(), rtol=rel, atol=1e-9,
+                       equal_nan=True), f"{where}: scaffold vector moved; {REGENERATE}"
+
+
+HOLDING = [c for c in STORED_CLAIMS if c["passed"]]
+GROUPS: dict[tuple[str, str, str], list[int]] = {}
+for r in ROWS:
+    GROUPS.setdefault((r["task"], r["arch"], r["activation"]), []).append(r["member"])
+
+
+def test_the_reference_has_holding_claims_and_enough_members():
+    assert HOLDING, "no claim holds on the reference population"
+    for (task, arch, act), members in GROUPS.items():
+        passed = [r for r in PASSED if r["member"] in members]
+        assert len(passed) >= 8, f"{task} {arch}/{act}: {len(passed)} passed members, the reference preset wants 8"
+
+
+@settings(max_examples=5, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_holding_claims_survive_random_subsets(data):
+    subset: set[int] = set()
+    for group, members in GROUPS.items():
+        size = data.draw(st.integers(min(MIN_PER_GROUP, len(members)), len(members)), label=f"size {group}")
+        subset |= set(data.draw(st.permutations(members), label=str(group))[:size])
+    now = {(c.claim, c.group): c for c in evaluate(STORE, n_permutations=200, members=subset)}
+    left_out = sorted({r["member"] for r in ROWS} - subset)
+    for claim in HOLDING:
+        c = now[(claim["claim"], claim["group"])]
+        assert c.passed, (f"claim {claim['claim']} group {claim['group']} holds on the reference "
+                          f"({claim['value']:.3g}) but not without members {left_out} ({c.value:.3g}); "
+                          "it hangs on a few networks")
+
+
+def test_reference_results_are_small_and_complete():
+    root = REFERENCE.parent
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size <= 30 * 2**20, f"reference_results/ is {size / 2**20:.1f} MB (limit 30)"
+    provenance = json.loads((root / "provenance.json").read_text())
+    for key in ("command", "preset", "package_version", "config_hashes", "torch_version", "device", "threads",
+                "date", "wall_seconds"):
+        assert key in provenance, key
+    assert (root / "SUMMARY.md").read_text().count("|") > 10
+    assert set(provenance["config_hashes"]) == set(STORE.shards())
+    assert np.isfinite([r["loss"] for r in PASSED]).all()
