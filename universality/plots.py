@@ -52,14 +52,19 @@ def trajectories(panels: Mapping[str, np.ndarray], path: str | Path, title: str)
 
 
 def mds_by_label(embedding: np.ndarray, archs: Sequence[str], activations: Sequence[str], path: str | Path,
-                 title: str) -> None:
-    """Two panels of a 2-D embedding ``[N, 2]``: coloured by architecture, then activation."""
+                 title: str, highlight: Sequence[bool] | None = None) -> None:
+    """Two panels of a 2-D embedding ``[N, 2]``: coloured by architecture, then activation.
+    Points where ``highlight [N]`` is True (a checked new architecture) are black stars on
+    top, labelled "new"; their arch/activation labels are not used."""
+    new = np.zeros(len(embedding), dtype=bool) if highlight is None else np.asarray(highlight, dtype=bool)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
     for ax, labels, table, name in ((axes[0], archs, ARCH_COLOURS, "architecture"),
                                     (axes[1], activations, ACT_COLOURS, "activation")):
-        for label in sorted(set(labels)):
-            idx = [i for i, v in enumerate(labels) if v == label]
+        for label in sorted({v for v, n in zip(labels, new, strict=True) if not n}):
+            idx = [i for i, v in enumerate(labels) if v == label and not new[i]]
             ax.scatter(embedding[idx, 0], embedding[idx, 1], s=18, c=_colour(table, label), label=label)
+        if new.any():
+            ax.scatter(embedding[new, 0], embedding[new, 1], s=80, c="black", marker="*", zorder=3, label="new")
         ax.set_title(f"{title}: by {name}", fontsize=9)
         ax.legend(fontsize=7)
         ax.set_xticks([])

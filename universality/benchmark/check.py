@@ -152,14 +152,16 @@ def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]],
                            {"mean_distance_by_arch": by_arch,
                             "new_members_whose_nearest_neighbour_is_new": own}))
         emb = mds(d, seed=0) if np.any(d > 0) else np.zeros((len(d), 2))
-        _plot(emb, labels, figures / f"{task}_{name.split()[0]}_placement.png", f"{task}: {name}")
+        _plot(emb, everyone, len(refs), figures / f"{task}_{name.split()[0]}_placement.png", f"{task}: {name}")
     return out
 
 
-def _plot(embedding: np.ndarray, labels: list[str], path: Path, title: str) -> None:
-    from .. import plots
+def _plot(embedding: np.ndarray, rows: list[dict[str, Any]], n_ref: int, path: Path, title: str) -> None:
+    """MDS panels by architecture and activation, the new members (after ``n_ref``) as stars."""
+    from .. import plots  # matplotlib only here
 
-    plots.mds_by_label(embedding, labels, ["new" if a == "NEW" else "reference" for a in labels], path, title)
+    plots.mds_by_label(embedding, [r["arch"] for r in rows], [r["activation"] for r in rows], path, title,
+                       highlight=[i >= n_ref for i in range(len(rows))])
 
 
 def _write(store: RunStore, verdicts: list[Verdict]) -> None:
