@@ -79,7 +79,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # A smoke run of the whole pipeline (about 3 minutes on 2 CPU cores): 400 steps cannot
+    # A smoke run of the whole pipeline (under 2 minutes on 2 CPU cores): 400 steps cannot
     # reach the tasks' default pass criteria on the sine and cdi tasks, so quick relaxes
     # them (recorded in each shard's task config); its claims are a demonstration, the
     # reference preset's are the measurement.
