@@ -113,3 +113,24 @@ def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path)
     assert "diverged" not in numbers[0] and "diverged" not in numbers[2]
     assert torch.isnan(tensors["vectors"][1]).all() and torch.isfinite(tensors["vectors"][[0, 2]]).all()
     assert torch.isnan(tensors["fingerprints"][1]).all()
+
+
+def test_a_shard_whose_members_all_diverged_is_stored_empty(tmp_path):
+    from universality.benchmark.analyze import analyze_shard, load_scaffolds
+    from universality.cells import make_cell
+    from universality.population import Population
+    from universality.tasks import make_task
+    from universality.training import DIVERGED, TrainConfig, train
+
+    pop = Population.create(make_cell("vanilla"), make_task("flipflop"), 4, [0, 1], lr=1e35)
+    config = TrainConfig(steps=20, batch_size=8, eval_every=10)
+    result = train(pop, config)
+    assert result.status == [DIVERGED, DIVERGED]
+    store = RunStore.create(tmp_path / "run")
+    store.save_population("ff", pop, config.as_dict(), vars(result))
+    analyze_shard(store, "ff", AnalysisConfig(candidate_budget=16))
+    fps = load_fixed_points(store, "ff")
+    assert fps.n_members == 2 and fps.points.shape[2] == 0 and fps.conditions.shape == (1, 3)
+    assert [s["count"] for s in fps.summary()] == [0, 0]
+    numbers, tensors = load_scaffolds(store, "ff")
+    assert numbers == [{"canonical": False, "diverged": True}] * 2 and tensors["vectors"].shape[0] == 2
