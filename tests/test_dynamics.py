@@ -304,16 +304,22 @@ def test_permuting_members_permutes_results(perm, seed):
 
 
 @settings(max_examples=4, deadline=None)
-@given(buckets=st.integers(2, 9), seed=st.integers(0, 1000))
-def test_member_buckets_change_nothing_but_speed(buckets, seed):
-    pop = random_population("ugrnn", 7, 4, seed, scale=1.0)
-    one = find_fixed_points(pop, config=FixedPointConfig(n_initial=40, seed=seed, buckets=1))
-    many = find_fixed_points(pop, config=FixedPointConfig(n_initial=40, seed=seed, buckets=buckets))
-    assert torch.equal(one.status_counts, many.status_counts) and torch.equal(one.mask, many.mask)
-    assert torch.equal(one.index, many.index) and torch.equal(one.cluster_size, many.cluster_size)
-    # the same points up to the deduplication tolerance (a degenerate root's representative
-    # may move along its null direction with float rounding; isolated roots agree to ~1e-12)
-    torch.testing.assert_close(one.points, many.points, atol=FixedPointConfig().tol_unique, rtol=0)
+@given(bucket_size=st.integers(1, 6), seed=st.integers(0, 1000))
+def test_member_buckets_change_nothing_but_speed(bucket_size, seed):
+    pop = random_population("gru", 7, 4, seed, scale=1.0)
+    one = find_fixed_points(pop, config=FixedPointConfig(n_initial=40, seed=seed, bucket_size=7))
+    many = find_fixed_points(pop, config=FixedPointConfig(n_initial=40, seed=seed, bucket_size=bucket_size))
+    assert torch.equal(one.status_counts, many.status_counts)
+    # Members whose points are all isolated roots (residual / sigma_min bounds the distance
+    # to the root) get the same points. A degenerate root (sigma_min ~ 1e-19, saturated units
+    # at |h| ~ 20) is a continuum along which float rounding of a different batch moves the
+    # candidates, and so how many representatives deduplication keeps on it.
+    isolated = [m for m in range(len(pop))
+                if (one.sigma_min[m][one.mask[m]] > 1e-6).all() and (many.sigma_min[m][many.mask[m]] > 1e-6).all()]
+    assert isolated
+    for name in ("mask", "index", "cluster_size"):
+        assert torch.equal(getattr(one, name)[isolated], getattr(many, name)[isolated]), name
+    torch.testing.assert_close(one.points[isolated], many.points[isolated], atol=1e-8, rtol=0)
 
 
 def greedy_reference(points: np.ndarray, keep: np.ndarray, score: np.ndarray, tol: float):
