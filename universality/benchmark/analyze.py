@@ -10,15 +10,15 @@ recomputed only when that changes.
   task's ``conditions()``;
 * ``scaffold/<shard>.safetensors``: per member the scaffold ``vectors [P, D]``, the
   homology ``fingerprints [P, D']`` of its probe-state cloud, and (metadata ``numbers``)
-  the JSON list of each member's ``Scaffold.as_dict()``.
-
-Diverged members are not analysed (their weights are frozen at an exploding state): they
-have no fixed points, NaN scaffold rows and the numbers ``{"canonical": false,
-"diverged": true}``. Everything downstream already leaves them out.
+  the JSON list of each member's ``Scaffold.as_dict()``;
 * ``geometry/<task>.safetensors``: ``members [N]`` (catalog ids of the non-diverged
   members of that task) and one ``[N, N]`` distance matrix per metric;
 * ``topology/<task>.safetensors``: ``members [N]`` and the ``[N, N]`` topology distances
   ``scaffold`` (the task's scaffold distance) and ``homology`` (fingerprint distance).
+
+Diverged members are not analysed (their weights are frozen at an exploding state): they
+have no fixed points, NaN scaffold rows and the numbers ``{"canonical": false,
+"diverged": true}``. Geometry, topology and claims leave them out.
 """
 
 from __future__ import annotations

@@ -9,15 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import (
-    Cell,
-    Params,
-    fan_in_normal,
-    gated_gain,
-    linear_drive,
-    recurrent_term,
-    stacked_recurrent,
-)
+from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
 
 
 class LSTM(Cell):

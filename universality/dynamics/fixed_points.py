@@ -21,22 +21,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..population import Population
-from .linearise import eigendecompose, jacobians, stability_index, state_jacobians
+from .linearise import eigendecompose, float64_params, jacobians, stability_index, state_jacobians
 from .result import STATUSES, FixedPoints
 
 log = logging.getLogger(__name__)
 
 FIXED, SLOW, UNCONVERGED = range(3)
-# (params of P members, x [P, B, I], h [P, B, S]) -> F [P, B, S] / (F, dF/dh [P, B, S, S])
-MemberStep = Callable[[dict[str, Tensor], Tensor, Tensor], Tensor]
-MemberLinearise = Callable[[dict[str, Tensor], Tensor, Tensor], tuple[Tensor, Tensor]]
 
 @dataclass(frozen=True)
 class FixedPointConfig:
@@ -172,11 +168,11 @@ def find_fixed_points(
     k_count = init.shape[2]
     cond = cond.to(device=dev, dtype=torch.float64)
 
-    params, step, linearise = _map(pop, torch.float64)
+    params = float64_params(pop)
     x = cond[None, :, None].expand(p_count, c_count, k_count, i_size).reshape(p_count, -1, i_size)
     with torch.no_grad():
-        h = _levenberg_marquardt(params, step, linearise, x, init.reshape(p_count, -1, s), config)
-        r = step(params, x, h) - h
+        h = _levenberg_marquardt(pop, params, x, init.reshape(p_count, -1, s), config)
+        r = pop.step(x, h, params) - h
     residual = r.abs().amax(-1).nan_to_num(math.inf)
     q = (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
     status = torch.full_like(residual, UNCONVERGED, dtype=torch.long)
@@ -214,35 +210,23 @@ def deduplicate(points: Tensor, keep: Tensor, score: Tensor, tol: float) -> tupl
 
 
 # ---------------------------------------------------------------------- the solver
-def _map(pop: Population, dtype: torch.dtype) -> tuple[dict[str, Tensor], MemberStep, MemberLinearise]:
-    """The cell's parameters in ``dtype``, its map F and its linearisation (F, dF/dh), each
-    taking the parameters of the members to evaluate (any subset, in the batch's order)."""
-    params = {k: v.detach().to(dtype) for k, v in pop.cell_params.items()}
-
-    def step(sub: dict[str, Tensor], x: Tensor, h: Tensor) -> Tensor:
-        return pop.step(x, h, sub)
-
-    def linearise(sub: dict[str, Tensor], x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        return state_jacobians(pop, sub, h, x)
-
-    return params, step, linearise
-
-
-def _levenberg_marquardt(params: dict[str, Tensor], step: MemberStep, linearise: MemberLinearise, x: Tensor,
-                         h: Tensor, config: FixedPointConfig) -> Tensor:
-    """Per-candidate LM on r(h) = F(h) - h: ``x [P, N, I]``, ``h [P, N, S]`` -> ``[P, N, S]``.
+def _levenberg_marquardt(pop: Population, params: dict[str, Tensor], x: Tensor, h: Tensor,
+                         config: FixedPointConfig) -> Tensor:
+    """Per-candidate LM on r(h) = F(h) - h of ``pop`` with its float64 ``params``:
+    ``x [P, N, I]``, ``h [P, N, S]`` -> ``[P, N, S]``.
 
     Each iteration compacts every member's active candidates to the front; members are
     sorted by their number of active candidates and split into groups of
-    ``config.bucket_size``, each padded only to its own widest member (one batch padded to the widest member of
-    all computed about twice the active candidates on the benchmark population). A group
+    ``config.bucket_size``, each padded only to its own widest member (one batch padded to
+    the widest member of all computed about twice the active candidates on the benchmark
+    population). A group
     takes at most ``config.max_rows // (members * (S + 1))`` candidates per member per
     iteration; the others wait and enter as earlier ones finish, so the batch stays full
     and no candidate's iteration count depends on when it entered.
     """
     p, n, s = h.shape
     h = h.clone()
-    r = step(params, x, h) - h
+    r = pop.step(x, h, params) - h
     q = (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
     mu = torch.full_like(q, math.nan)  # per-candidate damping, set from the first Jacobian
     nu = torch.full_like(q, 2.0)
@@ -263,19 +247,19 @@ def _levenberg_marquardt(params: dict[str, Tensor], step: MemberStep, linearise:
                 break  # members are sorted by count: the remaining buckets are idle too
             sub = {k: v.index_select(0, rows) for k, v in params.items()}
             fields = [t.index_select(0, rows) for t in state]
-            _lm_iteration(sub, step, linearise, x.index_select(0, rows), *fields, width=width, config=config)
+            _lm_iteration(pop, sub, x.index_select(0, rows), *fields, width=width, config=config)
             for whole, part in zip(state, fields, strict=True):
                 whole.index_copy_(0, rows, part)
     log.debug("LM: %d sweeps, %d candidate iterations", sweeps, int(age.sum()))
     return h
 
 
-def _lm_iteration(params: dict[str, Tensor], step: MemberStep, linearise: MemberLinearise, x: Tensor, h: Tensor,
-                  q: Tensor, mu: Tensor, nu: Tensor, q_ref: Tensor, active: Tensor, age: Tensor, *, width: int,
+def _lm_iteration(pop: Population, params: dict[str, Tensor], x: Tensor, h: Tensor, q: Tensor, mu: Tensor,
+                  nu: Tensor, q_ref: Tensor, active: Tensor, age: Tensor, *, width: int,
                   config: FixedPointConfig) -> None:
     """One LM iteration of the first ``width`` active candidates of each member of
-    ``params``, updating ``h [P, N, S]`` and the per-candidate ``q, mu, nu, q_ref, active,
-    age [P, N]`` in place."""
+    ``params`` (a subset of ``pop``'s members), updating ``h [P, N, S]`` and the
+    per-candidate ``q, mu, nu, q_ref, active, age [P, N]`` in place."""
     p, _, s = h.shape
     # Compact: each member's active candidates first, then any padding (inactive rows).
     idx = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :width]
@@ -285,7 +269,7 @@ def _lm_iteration(params: dict[str, Tensor], step: MemberStep, linearise: Member
     qa, mua, nua, refa = q.gather(1, idx), mu.gather(1, idx), nu.gather(1, idx), q_ref.gather(1, idx)
     agea = age.gather(1, idx) + on.long()
 
-    fa, a = linearise(params, xa, ha)
+    fa, a = state_jacobians(pop, params, ha, xa)
     a.diagonal(dim1=-2, dim2=-1).sub_(1)  # A = J - I (in place: the Jacobian is ours)
     ra = fa - ha
     grad = (a.mT @ ra.unsqueeze(-1)).squeeze(-1)
@@ -300,7 +284,7 @@ def _lm_iteration(params: dict[str, Tensor], step: MemberStep, linearise: Member
     d = torch.linalg.solve_triangular(chol, -grad.unsqueeze(-1), upper=False)
     d = torch.linalg.solve_triangular(chol.mT, d, upper=True).squeeze(-1)
     h_new = ha + d
-    r_new = step(params, xa, h_new) - h_new
+    r_new = pop.step(xa, h_new, params) - h_new
     q_new = (0.5 * r_new.square().sum(-1)).nan_to_num(math.inf)
 
     accept = on & (info == 0) & (q_new < qa) & torch.isfinite(d).all(-1)

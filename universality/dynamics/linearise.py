@@ -96,18 +96,10 @@ def jacobians(
     at ``states [P, B, S]``, ``inputs [P, B, I]`` (``params`` default: float64 copies)."""
     params = float64_params(population) if params is None else params
 
-    def step(x: Tensor, h: Tensor) -> Tensor:
-        return population.step(x, h, params)
-
-    closed = population.cell.recur_jacobian(params, population.cell.drive(params, inputs), states)
-    if closed is None:
-        f, jac_h, jac_x = step_jacobians(step, states, inputs, True)
-        assert jac_x is not None
-        return f, jac_h, jac_x
-    f, jac_h = closed
+    f, jac_h = state_jacobians(population, params, states, inputs)
     # dF/dx by one backward pass over S copies (plain autograd: forward mode's first use
     # costs seconds of lazy imports, more than the closed form saves on a small search)
-    jac_x = _reverse_jacobians(step, states, inputs, wrt_input=True)[2]
+    jac_x = _reverse_jacobians(lambda x, h: population.step(x, h, params), states, inputs, wrt_input=True)[2]
     assert jac_x is not None
     return f, jac_h, jac_x
 
