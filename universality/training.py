@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
@@ -77,6 +77,7 @@ class TrainResult:
     passed: list[bool]
     steps: list[int]
     seconds: float
+    restarts: list[int] = field(default_factory=list)  # per member: restarts after divergence
 
 
 Progress = Callable[[int, int, int], None]  # (step, n_active, n_trained)
@@ -172,6 +173,7 @@ def train(population: Population, config: TrainConfig = TrainConfig(), progress:
         passed=[bool(v) and s != DIVERGED for v, s in zip(passed.tolist(), status, strict=True)],
         steps=steps_taken,
         seconds=time.perf_counter() - start,
+        restarts=[0] * p_count,
     )
 
 
