@@ -98,7 +98,7 @@ def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path)
     result = train(pop, config)
     assert result.status[1] == DIVERGED
     store = RunStore.create(tmp_path / "run")
-    store.save_population("ff", pop, config.as_dict(), vars(result))
+    store.save_population("ff", pop, config.as_dict(), result)
     analysis = AnalysisConfig(candidate_budget=64)
     analyze_shard(store, "ff", analysis)
 
@@ -127,7 +127,7 @@ def test_a_shard_whose_members_all_diverged_is_stored_empty(tmp_path):
     result = train(pop, config)
     assert result.status == [DIVERGED, DIVERGED]
     store = RunStore.create(tmp_path / "run")
-    store.save_population("ff", pop, config.as_dict(), vars(result))
+    store.save_population("ff", pop, config.as_dict(), result)
     analyze_shard(store, "ff", AnalysisConfig(candidate_budget=16))
     fps = load_fixed_points(store, "ff")
     assert fps.n_members == 2 and fps.points.shape[2] == 0 and fps.conditions.shape == (1, 3)

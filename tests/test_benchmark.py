@@ -7,9 +7,9 @@ import pytest
 
 from universality.benchmark import PRESETS, Preset, load_preset
 from universality.benchmark.claims import THRESHOLDS, scaffold_claims, separability_claims
-from universality.benchmark.reference import export
+from universality.benchmark.reference import ExportRecord, export
 from universality.cli import main
-from universality.store import RunStore
+from universality.store import MemberRow, RunStore
 
 
 def test_built_in_presets_cover_the_paper_grid():
@@ -38,9 +38,15 @@ def test_preset_files_and_their_errors(tmp_path):
         Preset(name="x", archs=("transformer",))
 
 
+def member_row(member, task, arch, activation, passed=True, status="trained"):
+    return MemberRow(member=member, shard=f"{task}-{arch}-{activation}", idx=member, task=task, arch=arch,
+                     activation=activation, hidden=8, l2=0.0, lr=1e-3, seed=member, status=status, loss=0.0,
+                     score=1.0, passed=passed, steps=1)
+
+
 def rows_for(archs, acts, passed=None):
-    return {i: {"member": i, "arch": a, "activation": b, "passed": True if passed is None else passed[i],
-                "status": "trained", "task": "flipflop"} for i, (a, b) in enumerate(zip(archs, acts, strict=True))}
+    return {i: member_row(i, "flipflop", a, b, True if passed is None else passed[i])
+            for i, (a, b) in enumerate(zip(archs, acts, strict=True))}
 
 
 def test_separability_claims_follow_the_distances():
@@ -67,8 +73,8 @@ def test_separability_claims_follow_the_distances():
 
 
 def test_scaffold_claims_count_canonical_fractions_and_exclusions():
-    rows = [{"member": i, "task": "cdi", "arch": "vanilla" if i < 5 else "gru", "activation": "tanh",
-             "passed": i not in (4, 9), "status": "trained" if i not in (4, 9) else "failed"} for i in range(10)]
+    rows = [member_row(i, "cdi", "vanilla" if i < 5 else "gru", "tanh", i not in (4, 9),
+                       "trained" if i not in (4, 9) else "failed") for i in range(10)]
     canonical = [True, True, True, False, True, True, True, True, True, False]
     modes = [1, 1, 2, 1, 1, 3, 4, 2, 5, 1]
     scaffolds = {i: {"canonical": canonical[i], "modes_90": modes[i]} for i in range(10)}
@@ -104,19 +110,23 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     assert main(["run", "--preset", str(preset), "--out", str(out), "--workers", "1"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == weights
     rows = RunStore(out).members()
-    assert len(rows) == 4 and sum(r["passed"] for r in rows) >= 3
+    assert len(rows) == 4 and sum(r.passed for r in rows) >= 3
     assert main(["report", str(out)]) == 0
 
     # the reference export keeps weights, signatures, matrices and the report, not states
-    exported = export(RunStore(out), tmp_path / "reference", {"command": "test", "preset": {}, "wall_seconds": 1.0,
-                                                               "seconds_since_run_created": 2.0, "workers": 1})
+    record = ExportRecord(command="test", preset={}, wall_seconds=1.0, seconds_since_run_created=2.0, workers=1)
+    exported = export(RunStore(out), tmp_path / "reference", record)
     kept = RunStore(exported / "run")
     assert kept.shards() == RunStore(out).shards() and len(kept.members()) == 4
     assert not (exported / "run" / "analysis" / "states").exists()
     assert (exported / "run" / "report" / "claims.json").read_text() == (out / "report" / "claims.json").read_text()
     provenance = json.loads((exported / "provenance.json").read_text())
     assert set(provenance["config_hashes"]) == set(kept.shards()) and "torch_version" in provenance
-    assert "## Claims" in (exported / "SUMMARY.md").read_text()
+    summary = (exported / "SUMMARY.md").read_text()
+    assert "## Claims" in summary and "`test`" in summary
+    for c in json.loads((out / "report" / "claims.json").read_text()):  # one table row per claim, from the data
+        assert f"| {c['claim']} | {c['group']} |" in summary
+    assert main(["verify", str(exported / "run")]) == 0  # the left-out states and fixed points are not damage
 
 
 def test_run_rejects_a_bad_preset(tmp_path, capsys):
@@ -139,7 +149,7 @@ def test_shards_train_more_seeds_until_enough_pass(tmp_path, min_passed, thresho
     assert [m.seed for m in pop.members] == list(range(5, 5 + 2 * rounds))
     assert len(result.passed) == 2 * rounds and all(result.passed) == (threshold == 0.0)
     stored = store.members()
-    assert [r["seed"] for r in stored] == list(range(5, 5 + 2 * rounds))
+    assert [r.seed for r in stored] == list(range(5, 5 + 2 * rounds))
     # a member trained in a later round equals the same seed trained alone
     alone = Preset(**{**preset.as_dict(), "first_seed": 5 + 2 * (rounds - 1), "min_passed": 0, "max_rounds": 1})
     solo, _ = train_shard(RunStore.create(tmp_path / "solo"), alone, alone.shards()[0], torch.device("cpu"))

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import cdist
-from sklearn.metrics import silhouette_score
 
 from universality.compare import (
     Separability,
@@ -56,10 +55,36 @@ def test_chance_level_formula_and_empirical_null() -> None:
     assert np.mean(accuracies) == pytest.approx(chance_level(labels), abs=0.01)
 
 
-def test_silhouette_matches_sklearn() -> None:
-    d, labels = _clusters(3, [6, 7, 8])
-    assert silhouette(d, labels) == pytest.approx(silhouette_score(d, labels, metric="precomputed"))
-    assert silhouette(d, labels) > 0.5
+def _silhouette_by_definition(d: np.ndarray, labels: np.ndarray) -> float:
+    """Rousseeuw (1987), one network at a time: a = mean distance to the others of its own
+    group, b = smallest mean distance to another group, s = (b - a) / max(a, b); s = 0 for a
+    network alone in its group."""
+    scores = []
+    for i, own in enumerate(labels):
+        mates = [j for j in range(len(d)) if labels[j] == own and j != i]
+        if not mates:
+            scores.append(0.0)
+            continue
+        a = sum(d[i, j] for j in mates) / len(mates)
+        b = min(sum(d[i, j] for j in range(len(d)) if labels[j] == g) / sum(labels == g)
+                for g in set(labels.tolist()) if g != own)
+        scores.append((b - a) / max(a, b))
+    return sum(scores) / len(scores)
+
+
+@pytest.mark.parametrize(("seed", "sizes", "spread"), [(3, [6, 7, 8], 0.3), (5, [1, 4, 9], 2.0), (6, [5, 5], 8.0)])
+def test_silhouette_matches_its_definition(seed: int, sizes: list[int], spread: float) -> None:
+    d, labels = _clusters(seed, sizes, spread)
+    assert silhouette(d, labels) == pytest.approx(_silhouette_by_definition(d, labels), rel=1e-12)
+
+
+def test_silhouette_of_a_hand_computed_example() -> None:
+    # points 0, 1 on a line (group 0) and 10, 12 (group 1): a, b per point by hand
+    x = np.array([0.0, 1.0, 10.0, 12.0])
+    d = np.abs(x[:, None] - x[None, :])
+    expected = np.mean([(11 - 1) / 11, (10 - 1) / 10, (9.5 - 2) / 9.5, (11.5 - 2) / 11.5])
+    assert silhouette(d, [0, 0, 1, 1]) == pytest.approx(expected, rel=1e-12)
+    assert silhouette(_clusters(3, [6, 7, 8])[0], _clusters(3, [6, 7, 8])[1]) > 0.5
 
 
 def test_permutation_test_matches_naive_loop() -> None:

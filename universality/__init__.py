@@ -5,8 +5,6 @@ Public API (explicit re-exports; everything else is private to its module).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .cells import Cell as Cell
 from .cells import ModuleCell as ModuleCell
 from .cells import make_cell as make_cell
@@ -19,10 +17,14 @@ from .geometry import distance as distance
 from .geometry import pairwise_distances as pairwise_distances
 from .population import Member as Member
 from .population import Population as Population
+from .store import MemberRow as MemberRow
 from .store import RunError as RunError
 from .store import RunStore as RunStore
+from .store import package_version as _package_version
 from .tasks import Task as Task
 from .tasks import Trials as Trials
 from .tasks import make_task as make_task
 from .training import TrainConfig as TrainConfig
 from .training import train as train
+
+__version__ = _package_version()  # from the installed package metadata (pyproject.toml)

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from . import __version__
 from .benchmark import PRESETS, Preset, load_preset, run_preset
 from .benchmark.analyze import AnalysisConfig, analysis_rows, analyze_run
 from .benchmark.check import CheckError, check_cell, load_cell
@@ -21,7 +20,7 @@ from .benchmark.presets import Shard
 from .benchmark.reference import make_reference
 from .benchmark.report import write_report
 from .cells import CELLS
-from .store import RunError, RunStore
+from .store import MemberRow, RunError, RunStore, package_version
 from .tasks import TASKS
 from .training import Progress, TrainConfig
 
@@ -60,12 +59,15 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="universality", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"universality {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _add_runtime(p: argparse.ArgumentParser, threads: bool = True) -> None:
+    """``--device`` and (optionally) ``--threads``, shared by the commands that compute."""
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    if threads:
+        p.add_argument("--threads", type=_positive(int), default=1,
+                       help="torch CPU threads (default 1: fastest for small recurrent ops)")
 
+
+def _add_train(sub: Any) -> None:
     t = sub.add_parser("train", help="train a population of one architecture on one task")
     t.add_argument("--task", required=True, choices=sorted(TASKS))
     t.add_argument("--arch", required=True, choices=sorted(CELLS))
@@ -79,49 +81,65 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_positive(int), default=TrainConfig.steps,
                    help=f"maximum training steps (default {TrainConfig.steps})")
     t.add_argument("--batch-size", type=_positive(int), default=TrainConfig.batch_size)
-    t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    t.add_argument("--threads", type=_positive(int), default=1,
-                   help="torch CPU threads (default 1: fastest for small recurrent ops)")
+    _add_runtime(t)
     t.add_argument("--out", required=True, help="run directory (created, or an existing run to add to)")
 
-    r = sub.add_parser("run", help="train (and analyse) every population of a preset; resumable")
+
+def _add_run(sub: Any) -> None:
+    r = sub.add_parser("run", help="train (and analyse) every population of a preset; resumable, repairs damage")
     r.add_argument("--preset", default="quick", help=f"one of {sorted(PRESETS)} or a TOML file (default quick)")
     r.add_argument("--out", default="runs/quick", help="run directory (default runs/quick)")
-    r.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    r.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
+    _add_runtime(r)
     r.add_argument("--workers", type=_positive(int), default=None,
                    help="worker processes, one thread each (default: one per CPU core on cpu, 1 on cuda)")
 
+
+def _add_analyze(sub: Any) -> None:
     a = sub.add_parser("analyze", help="fixed points, states and geometry of every member of a run (resumable)")
     a.add_argument("run", help="run directory")
     a.add_argument("--json", action="store_true", help="print per-member results as JSON")
     a.add_argument("--candidates", type=_positive(int), default=AnalysisConfig.candidate_budget,
                    help="fixed-point candidates per member, split over the task's conditions "
                         f"(default {AnalysisConfig.candidate_budget})")
-    a.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    a.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
+    _add_runtime(a)
 
-    rp = sub.add_parser("report", help="evaluate the claims and write the report of an analysed run")
-    rp.add_argument("run", help="run directory")
 
+def _add_check(sub: Any) -> None:
     c = sub.add_parser("check", help="hold a new cell (MODULE:ATTR) against the reference populations")
     c.add_argument("cell", help="MODULE:ATTR of a torch.nn.Module cell factory (see README)")
     c.add_argument("--preset", default="quick", help="training settings: quick, reference or a TOML file")
     c.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None, help="tasks (default: the preset's)")
     c.add_argument("--reference", default="reference_results/run", help="reference run (default reference_results/run)")
     c.add_argument("--out", default=None, help="run directory for the new cell (default runs/check-<name>)")
-    c.add_argument("--device", default="cpu")
-    c.add_argument("--threads", type=_positive(int), default=1)
+    _add_runtime(c)
 
+
+def _add_reference(sub: Any) -> None:
     rf = sub.add_parser("reference", help="run the reference preset and export reference_results/")
     rf.add_argument("--out", default="reference_results", help="export directory (default reference_results)")
     rf.add_argument("--work", default="runs/reference", help="working run directory (default runs/reference)")
-    rf.add_argument("--device", default="cpu")
+    _add_runtime(rf, threads=False)
     rf.add_argument("--workers", type=_positive(int), default=None)
 
+
+def _add_listing(sub: Any) -> None:
+    """The commands that read a run: ``report``, ``members``, ``verify``."""
+    rp = sub.add_parser("report", help="evaluate the claims and write the report of an analysed run")
+    rp.add_argument("run", help="run directory")
     m = sub.add_parser("members", help="list the members of a run")
     m.add_argument("run", help="run directory")
     m.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    v = sub.add_parser("verify", help="check every weights and analysis file of a run against its checksum")
+    v.add_argument("run", help="run directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="universality", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"universality {package_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_train, _add_run, _add_analyze, _add_listing, _add_check, _add_reference):
+        add(sub)
     return parser
 
 
@@ -226,60 +244,57 @@ def print_claims(claims: list[dict[str, Any]]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    try:
-        store = RunStore(args.run)
-        path = write_report(store)
-    except (RunError, FileNotFoundError) as err:
-        raise UsageError(f"universality report: {err}") from None
+    path = write_report(RunStore(args.run))
     print_claims(json.loads((path.parent / "claims.json").read_text()))
     print(f"\nreport: {path}")
     return 0
 
 
-MEMBER_KEYS = ("member", "task", "arch", "activation", "hidden", "l2", "seed", "status", "loss", "score", "passed")
-
-
 def cmd_members(args: argparse.Namespace) -> int:
-    try:
-        rows = RunStore(args.run).members()
-    except RunError as err:
-        raise UsageError(f"universality members: {err}") from None
+    rows = RunStore(args.run).members()
     if args.json:
-        print(json.dumps([{**{k: r[k] for k in MEMBER_KEYS}, "shard": r["shard"], "lr": r["lr"],
-                           "steps": r["steps"]} for r in rows], indent=1))
+        print(json.dumps([{k: v for k, v in r.as_dict().items() if k != "metrics"} for r in rows], indent=1))
         return 0
     print_members(rows)
     return 0
 
 
-def print_members(rows: list[dict[str, Any]]) -> None:
+def print_members(rows: list[MemberRow]) -> None:
     header = f"{'member':>6} {'task':9} {'arch':8} {'act':5} {'hidden':>6} {'l2':>8} {'seed':>5} " \
-             f"{'status':9} {'loss':>10} {'score':>8} passed"
+             f"{'status':9} {'loss':>10} {'score':>8} {'restarts':>8} passed"
     print(header)
     for r in rows:
-        loss = "nan" if r["loss"] is None else f"{r['loss']:.3g}"
-        score = "nan" if r["score"] is None else f"{r['score']:.4f}"
-        print(f"{r['member']:>6} {r['task']:9} {r['arch']:8} {r['activation']:5} {r['hidden']:>6} "
-              f"{r['l2']:>8.1g} {r['seed']:>5} {r['status']:9} {loss:>10} {score:>8} {r['passed']}")
+        loss = "nan" if r.loss is None else f"{r.loss:.3g}"
+        score = "nan" if r.score is None else f"{r.score:.4f}"
+        print(f"{r.member:>6} {r.task:9} {r.arch:8} {r.activation:5} {r.hidden:>6} "
+              f"{r.l2:>8.1g} {r.seed:>5} {r.status:9} {loss:>10} {score:>8} {r.restarts:>8} {r.passed}")
 
 
-def print_pass_rates(rows: list[dict[str, Any]]) -> None:
+def print_pass_rates(rows: list[MemberRow]) -> None:
     """Pass rate per task x arch x activation."""
     groups: dict[tuple[str, str, str], list[bool]] = {}
     for r in rows:
-        groups.setdefault((r["task"], r["arch"], r["activation"]), []).append(r["passed"])
+        groups.setdefault((r.task, r.arch, r.activation), []).append(r.passed)
     print(f"{'task':9} {'arch':8} {'act':5} passed")
     for (task, arch, act), passed in sorted(groups.items()):
         print(f"{task:9} {arch:8} {act:5} {sum(passed)}/{len(passed)}")
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """List every weights or analysis file of the run that is missing or altered; exit 1 if any."""
+    store = RunStore(args.run)
+    damage = store.damage()
+    for d in damage:
+        print(d)
+    print(f"{store.checked_files()} files with checksums checked, {len(damage)} damaged" +
+          (f"; `universality run --out {store.path}` with its preset retrains and recomputes them" if damage else ""))
+    return 1 if damage else 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = _device(args.device)
-    try:
-        store = RunStore(args.run)
-    except RunError as err:
-        raise UsageError(f"universality analyze: {err}") from None
+    store = RunStore(args.run)
     bar = _progress_bar(None, "analyze")
 
     def on_step(what: str) -> None:
@@ -320,10 +335,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError(f"universality check: {err}") from None
     tasks = tuple(args.tasks or preset.tasks)
     out = args.out or f"runs/check-{cell.arch}"
-    try:
-        verdicts = check_cell(cell, reference, preset, tasks, out, device)
-    except RunError as err:
-        raise UsageError(f"universality check: {err}") from None
+    verdicts = check_cell(cell, reference, preset, tasks, out, device)
     print(f"{'task':9} {'check':45} {'value':>8}  {'verdict':7} threshold / answer")
     for v in verdicts:
         verdict = "info" if v.passed is None else ("PASS" if v.passed else "FAIL")
@@ -334,21 +346,28 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_reference(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
-    path = make_reference(args.out, args.work, _device(args.device), args.workers)
+    command = " ".join(["universality", "reference", "--out", args.out, "--work", args.work, "--device", args.device,
+                        *(["--workers", str(args.workers)] if args.workers else [])])
+    path = make_reference(command, args.out, args.work, _device(args.device), args.workers)
     print((path / "SUMMARY.md").read_text())
     return 0
 
 
 COMMANDS = {"train": cmd_train, "run": cmd_run, "analyze": cmd_analyze, "report": cmd_report,
-            "check": cmd_check, "reference": cmd_reference, "members": cmd_members}
+            "check": cmd_check, "reference": cmd_reference, "members": cmd_members, "verify": cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    command = "universality"
     try:
         args = build_parser().parse_args(argv)
+        command = f"universality {args.command}"
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         return COMMANDS[args.command](args)
     except UsageError as err:
         print(str(err).splitlines()[0], file=sys.stderr)
+        return 2
+    except (RunError, FileNotFoundError) as err:  # a missing, foreign or damaged run: one line, exit 2
+        print(f"{command}: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -6,13 +6,13 @@ finite, non-negative, zero diagonal) and, where relevant, N labels (e.g. archite
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import sklearn
 from sklearn.manifold import MDS
 from sklearn.metrics import silhouette_score
 
@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: (major, minor) of the installed scikit-learn, e.g. (1, 9).
+_SKLEARN_VERSION = tuple(int(part) for part in sklearn.__version__.split(".")[:2])
 
 Distances = np.ndarray | torch.Tensor
 Labels = np.ndarray | torch.Tensor | Sequence[object]
@@ -59,8 +62,8 @@ def mds(distances: Distances, n_components: int = 2, seed: int = 0) -> np.ndarra
     d = _check_distances(distances)
     if not 1 <= n_components < len(d):
         raise ValueError(f"n_components must be in [1, N-1] = [1, {len(d) - 1}], got {n_components}")
-    # sklearn >= 1.8 renamed dissimilarity= to metric= and added the classical-MDS init.
-    if "metric_mds" in inspect.signature(MDS).parameters:
+    # sklearn 1.8 renamed dissimilarity= to metric= and added the classical-MDS init.
+    if _SKLEARN_VERSION >= (1, 8):
         model = MDS(n_components, metric="precomputed", init="classical_mds", random_state=seed)
     else:  # pragma: no cover - old sklearn
         model = MDS(n_components, dissimilarity="precomputed", random_state=seed, normalized_stress="auto")

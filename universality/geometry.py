@@ -44,7 +44,7 @@ DEFAULT_K = 10
 Fixed across networks so every pair compares k canonical correlations. Ten exceeds the
 intrinsic dimensionality of the tasks' dynamics (3-bit flip-flop ~3, sine ~2, context
 integration a few), so the task subspace is kept, while the low-variance directions, where
-CCA would match noise, are dropped. It matches the plan in PAPER_NOTES section 6.
+CCA would match noise, are dropped (docs/methods.md, "Geometry").
 """
 
 Representations = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]

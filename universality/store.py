@@ -2,17 +2,24 @@
 
 Layout::
 
-    DIR/catalog.sqlite          runs, shards, members, metrics (+ provenance)
+    DIR/catalog.sqlite          runs, shards, members, metrics, files (+ provenance)
     DIR/shards/<shard>.<stamp>.safetensors   stacked parameters [P, ...] of one shard
 
 Loading never unpickles. Each save writes a new weights file (temporary name,
 fsync, ``os.replace``), then switches the catalog to it in one SQLite transaction and
 removes the old file, so a run killed at any moment leaves either the previous
 state or the new one (at worst an orphaned, unreferenced weights file).
+
+The catalog records the SHA-256 of every weights file (``shards.sha256``) and of every
+analysis file written through :meth:`RunStore.record_file` (table ``files``); loading
+checks it, and :meth:`RunStore.damage` lists what no longer matches. Catalogs written
+before these columns existed open unchanged (no checksum: not verified); the first write
+adds the missing columns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import importlib
@@ -21,22 +28,27 @@ import os
 import platform
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from . import __version__
 from .cells import Cell, ModuleCell, make_cell
+from .io import RunError, atomic_save_tensors, file_sha256, load_tensors
 from .population import Member, Population
 from .tasks import task_from_config
+from .training import TrainResult
+
+__all__ = ["CATALOG", "MemberRow", "RunError", "RunStore", "cell_from_spec", "cell_spec", "config_hash",
+           "package_version", "provenance"]
 
 CATALOG = "catalog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: shards.sha256, members.restarts, files
 FORMAT = "universality-run"
 
 _SCHEMA = """
@@ -44,20 +56,30 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shards (
     shard TEXT PRIMARY KEY, task TEXT NOT NULL, task_config TEXT NOT NULL,
     cell TEXT NOT NULL, hidden INTEGER NOT NULL, file TEXT NOT NULL,
-    train_config TEXT NOT NULL, config_hash TEXT NOT NULL, provenance TEXT NOT NULL);
+    train_config TEXT NOT NULL, config_hash TEXT NOT NULL, provenance TEXT NOT NULL, sha256 TEXT);
 CREATE TABLE IF NOT EXISTS members (
     member INTEGER PRIMARY KEY, shard TEXT NOT NULL REFERENCES shards(shard),
     idx INTEGER NOT NULL, task TEXT NOT NULL, arch TEXT NOT NULL, activation TEXT NOT NULL,
     hidden INTEGER NOT NULL, l2 REAL NOT NULL, lr REAL NOT NULL, seed INTEGER NOT NULL,
-    status TEXT NOT NULL, loss REAL, score REAL, passed INTEGER NOT NULL, steps INTEGER NOT NULL);
+    status TEXT NOT NULL, loss REAL, score REAL, passed INTEGER NOT NULL, steps INTEGER NOT NULL,
+    restarts INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS metrics (
     member INTEGER NOT NULL REFERENCES members(member), name TEXT NOT NULL, value REAL,
     PRIMARY KEY (member, name));
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
 """
 
+#: Columns added after the first schema: (table, column, declaration). Old catalogs read
+#: them as their defaults and gain them on their first write.
+_ADDED_COLUMNS = (("shards", "sha256", "TEXT"), ("members", "restarts", "INTEGER NOT NULL DEFAULT 0"))
 
-class RunError(Exception):
-    """A run directory is missing, foreign or corrupt."""
+
+def package_version() -> str:
+    """The installed package's version (its metadata is the one source)."""
+    try:
+        return _package_version("universality")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -69,7 +91,7 @@ def config_hash(config: dict[str, Any]) -> str:
 def provenance(device: str | torch.device, seed: int | None = None) -> dict[str, Any]:
     """Who/what/when: package and torch versions, device, threads, date, host."""
     return {
-        "package_version": __version__,
+        "package_version": package_version(),
         "torch_version": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
@@ -102,20 +124,50 @@ def cell_from_spec(spec: str) -> Cell:
     raise RunError(f"unknown cell spec {spec!r} in catalog")
 
 
-def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file atomically (temp file + fsync + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class MemberRow:
+    """One member of a run as the catalog records it. ``member`` is its id in the run,
+    ``idx`` its position in its shard's stacked weights; ``loss``/``score`` are None when
+    not finite; ``restarts`` counts divergence restarts in training (0 in catalogs written
+    before it was recorded); ``metrics`` holds the named scalars of :meth:`RunStore.set_metrics`."""
+
+    member: int
+    shard: str
+    idx: int
+    task: str
+    arch: str
+    activation: str
+    hidden: int
+    l2: float
+    lr: float
+    seed: int
+    status: str
+    loss: float | None
+    score: float | None
+    passed: bool
+    steps: int
+    restarts: int = 0
+    metrics: dict[str, float | None] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise RunError(f"{path}: cannot read weights ({err}); the run directory is corrupt") from err
+_MEMBER_COLUMNS = tuple(f.name for f in dataclasses.fields(MemberRow) if f.name != "metrics")
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A file of a run that no longer matches the catalog: ``kind`` is ``weights`` or
+    ``analysis``, ``owner`` the shard (weights) or the analysis file's relative path."""
+
+    kind: str
+    path: str
+    owner: str
+    problem: str  # "missing", "checksum mismatch"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}: {self.problem}"
 
 
 class RunStore:
@@ -154,7 +206,7 @@ class RunStore:
         try:
             db.executescript(_SCHEMA)
             db.executemany(
-                "INSERT INTO meta VALUES (?, ?)",
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
                 [("format", FORMAT), ("schema_version", str(SCHEMA_VERSION)), ("created", _now())],
             )
             db.commit()
@@ -172,60 +224,98 @@ class RunStore:
         finally:
             db.close()
 
+    def _columns(self, db: sqlite3.Connection, table: str) -> set[str]:
+        return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring an older catalog to the current schema (inside a write transaction)."""
+        db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column not in self._columns(db, table):
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the lock from its start (worker processes write
+        concurrently), on a catalog brought to the current schema."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            self._migrate(db)
+            yield db
+
     # ------------------------------------------------------------------ writing
-    def save_population(
-        self,
-        shard: str,
-        population: Population,
-        train_config: dict[str, Any],
-        results: dict[str, Sequence[Any]],
-        device: str | torch.device = "cpu",
-    ) -> None:
-        """Store a trained shard: weights, member rows and provenance (replaces a shard of
-        the same name). ``results`` has per-member lists ``status``, ``loss``, ``score``,
-        ``passed``, ``steps``."""
+    def save_population(self, shard: str, population: Population, train_config: dict[str, Any],
+                        result: TrainResult, device: str | torch.device = "cpu") -> None:
+        """Store a trained shard: weights (with their SHA-256), one member row per member
+        from ``result`` and provenance (replaces a shard of the same name)."""
         if not shard.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"shard name {shard!r} must be alphanumeric with - or _")
+        if len(result.status) != len(population):
+            raise ValueError(f"result has {len(result.status)} members, the population {len(population)}")
         task_config = population.task.config()
         spec = cell_spec(population.cell)
         full_config = {"task": task_config, "cell": spec, "hidden": population.hidden_size,
                        "train": train_config, "members": [m.as_dict() for m in population.members]}
         prov = provenance(device, train_config.get("seed"))
+        restarts = result.restarts or [0] * len(population)  # empty: not recorded
         # A fresh file name per save: the catalog switches to it in one transaction, so the
         # weights and the rows describing them always change together.
         file = f"shards/{shard}.{time.time_ns():x}.safetensors"
-        atomic_save_tensors(population.params, self.path / file,
-                            {"cell": spec, "hidden": str(population.hidden_size), "task": population.task.name})
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # take the write lock first: worker processes save concurrently
+        digest = atomic_save_tensors(population.params, self.path / file, {
+            "cell": spec, "hidden": str(population.hidden_size), "task": population.task.name})
+        with self._write() as db:
             old_file = db.execute("SELECT file FROM shards WHERE shard = ?", (shard,)).fetchone()
-            old = [r[0] for r in db.execute("SELECT member FROM members WHERE shard = ?", (shard,))]
+            old = [r[0] for r in db.execute("SELECT member FROM members WHERE shard = ? ORDER BY idx", (shard,))]
             db.executemany("DELETE FROM metrics WHERE member = ?", [(m,) for m in old])
             db.execute("DELETE FROM members WHERE shard = ?", (shard,))
-            db.execute("DELETE FROM shards WHERE shard = ?", (shard,))
+            # an upsert keeps a replaced shard's place in the run (its rowid), so a retrained
+            # shard is analysed and reported in the same order as before
             db.execute(
-                "INSERT INTO shards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO shards (shard, task, task_config, cell, hidden, file, train_config, config_hash, "
+                "provenance, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (shard) DO UPDATE SET "
+                "task = excluded.task, task_config = excluded.task_config, cell = excluded.cell, "
+                "hidden = excluded.hidden, file = excluded.file, train_config = excluded.train_config, "
+                "config_hash = excluded.config_hash, provenance = excluded.provenance, sha256 = excluded.sha256",
                 (shard, population.task.name, json.dumps(task_config), spec, population.hidden_size, file,
-                 json.dumps(train_config), config_hash(full_config), json.dumps(prov)),
+                 json.dumps(train_config), config_hash(full_config), json.dumps(prov), digest),
             )
+            # members of a replaced shard keep their ids (by index); further members get new ones
             next_id = db.execute("SELECT COALESCE(MAX(member) + 1, 0) FROM members").fetchone()[0]
-            for i, m in enumerate(population.members):
-                db.execute(
-                    "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (next_id + i, shard, i, m.task, m.arch, m.activation, m.hidden, m.l2, m.lr, m.seed,
-                     results["status"][i], _nan_to_none(results["loss"][i]), _nan_to_none(results["score"][i]),
-                     int(bool(results["passed"][i])), int(results["steps"][i])),
-                )
+            next_id = max(next_id, max(old, default=-1) + 1)
+            ids = old[: len(population)] + list(range(next_id, next_id + len(population) - len(old)))
+            db.executemany(
+                f"INSERT INTO members ({', '.join(_MEMBER_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_MEMBER_COLUMNS))})",
+                [(ids[i], shard, i, m.task, m.arch, m.activation, m.hidden, m.l2, m.lr, m.seed,
+                  result.status[i], _nan_to_none(result.loss[i]), _nan_to_none(result.score[i]),
+                  int(bool(result.passed[i])), int(result.steps[i]), int(restarts[i]))
+                 for i, m in enumerate(population.members)],
+            )
         if old_file is not None and old_file[0] != file:
             (self.path / old_file[0]).unlink(missing_ok=True)
 
     def set_metrics(self, values: dict[int, dict[str, float]]) -> None:
         """Upsert named scalar metrics per member id."""
-        with self._connect() as db:
+        with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
+                "INSERT OR REPLACE INTO metrics (member, name, value) VALUES (?, ?, ?)",
                 [(m, k, _nan_to_none(v)) for m, kv in values.items() for k, v in kv.items()],
             )
+
+    def record_file(self, path: Path, digest: str | None = None) -> None:
+        """Record the SHA-256 of a file under the run directory (computed when not given)."""
+        rel = self._relative(path)
+        digest = digest or file_sha256(self.path / rel)
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO files (path, sha256) VALUES (?, ?)", (rel, digest))
+
+    def forget_file(self, path: Path) -> None:
+        """Delete a file under the run directory and its checksum (it will be recomputed)."""
+        rel = self._relative(path)
+        (self.path / rel).unlink(missing_ok=True)
+        with self._write() as db:
+            db.execute("DELETE FROM files WHERE path = ?", (rel,))
 
     # ------------------------------------------------------------------ reading
     def meta(self, key: str) -> str:
@@ -241,43 +331,120 @@ class RunStore:
             return [r[0] for r in db.execute("SELECT shard FROM shards ORDER BY rowid")]
 
     def shard_info(self, shard: str) -> dict[str, Any]:
+        """The shard's catalog row (configs and provenance decoded; ``sha256`` None in
+        catalogs that predate checksums)."""
         with self._connect() as db:
             db.row_factory = sqlite3.Row
             row = db.execute("SELECT * FROM shards WHERE shard = ?", (shard,)).fetchone()
         if row is None:
             raise RunError(f"{self.path}: no shard {shard!r}; shards are {self.shards()}")
-        info = dict(row)
+        info = {"sha256": None, **dict(row)}
         for key in ("task_config", "train_config", "provenance"):
             info[key] = json.loads(info[key])
         return info
 
-    def members(self) -> list[dict[str, Any]]:
-        """Every member row (dicts with the catalog's columns, ``passed`` as bool)."""
+    def members(self, shard: str | None = None) -> list[MemberRow]:
+        """Member rows: every member by id, or those of ``shard`` by their index in it."""
         with self._connect() as db:
             db.row_factory = sqlite3.Row
-            rows = [dict(r) for r in db.execute("SELECT * FROM members ORDER BY member")]
+            if shard is None:
+                rows = db.execute("SELECT * FROM members ORDER BY member").fetchall()
+            else:
+                rows = db.execute("SELECT * FROM members WHERE shard = ? ORDER BY idx", (shard,)).fetchall()
             metric_rows = db.execute("SELECT member, name, value FROM metrics").fetchall()
-        metrics: dict[int, dict[str, float]] = {}
+        metrics: dict[int, dict[str, float | None]] = {}
         for member, name, value in metric_rows:
             metrics.setdefault(member, {})[name] = value
+        out = []
         for r in rows:
-            r["passed"] = bool(r["passed"])
-            r["metrics"] = metrics.get(r["member"], {})
-        return rows
+            values = {k: r[k] for k in _MEMBER_COLUMNS if k in r.keys()}  # restarts: absent in old catalogs
+            values["passed"] = bool(values["passed"])
+            out.append(MemberRow(**values, metrics=metrics.get(r["member"], {})))
+        return out
+
+    def file_checksum(self, path: Path) -> str | None:
+        """The recorded SHA-256 of a file under the run directory, or None if none."""
+        rel = self._relative(path)
+        with self._connect() as db:
+            try:
+                row = db.execute("SELECT sha256 FROM files WHERE path = ?", (rel,)).fetchone()
+            except sqlite3.OperationalError:  # a catalog from before checksums: nothing recorded
+                return None
+        return None if row is None else str(row[0])
+
+    def load_file(self, path: Path) -> dict[str, torch.Tensor]:
+        """Read a tensor file of the run, checked against its recorded SHA-256."""
+        return load_tensors(self.path / self._relative(path), self.file_checksum(path))
+
+    def check_file(self, path: Path) -> None:
+        """Raise :class:`RunError` unless the file exists and matches its recorded SHA-256."""
+        problem = self._problem(self._relative(path), self.file_checksum(path))
+        if problem:
+            raise RunError(f"{path}: {problem}; the run directory is damaged "
+                           f"(`universality verify {self.path}` lists the damage)")
+
+    def damage(self) -> list[Damage]:
+        """Every weights file and recorded analysis file that is missing or no longer
+        matches its SHA-256 (files without a recorded checksum are not judged)."""
+        out = []
+        for shard in self.shards():
+            info = self.shard_info(shard)
+            problem = self._problem(info["file"], info["sha256"])
+            if problem:
+                out.append(Damage("weights", info["file"], shard, problem))
+        with self._connect() as db:
+            try:
+                files = db.execute("SELECT path, sha256 FROM files ORDER BY path").fetchall()
+            except sqlite3.OperationalError:
+                files = []
+        for rel, digest in files:
+            problem = self._problem(rel, digest)
+            if problem:
+                out.append(Damage("analysis", rel, rel, problem))
+        return out
+
+    def checked_files(self) -> int:
+        """How many files carry a recorded checksum (weights and analysis)."""
+        with self._connect() as db:
+            try:
+                files = db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+            except sqlite3.OperationalError:
+                files = 0
+            if "sha256" not in self._columns(db, "shards"):
+                return int(files)
+            weights = db.execute("SELECT COUNT(*) FROM shards WHERE sha256 IS NOT NULL").fetchone()[0]
+        return int(files) + int(weights)
+
+    def _problem(self, rel: str, digest: str | None) -> str | None:
+        path = self.path / rel
+        if not path.is_file():
+            return "missing"
+        if digest is not None and file_sha256(path) != digest:
+            return "checksum mismatch"
+        return None
+
+    def _relative(self, path: Path) -> str:
+        """``path`` (under the run directory, or already relative to it) relative to it."""
+        p = Path(path)
+        for base in (self.path, self.path.resolve()):
+            try:
+                return (p if base == self.path else p.resolve()).relative_to(base).as_posix()
+            except ValueError:
+                continue
+        if p.is_absolute():
+            raise ValueError(f"{p} is not inside the run directory {self.path}")
+        return p.as_posix()
 
     def load_population(self, shard: str, device: str | torch.device = "cpu") -> Population:
-        """Rebuild a shard's Population exactly as saved."""
+        """Rebuild a shard's Population exactly as saved (its weights checked against
+        their recorded SHA-256)."""
         info = self.shard_info(shard)
         task = task_from_config(info["task_config"])
         cell = cell_from_spec(info["cell"])
         if isinstance(cell, ModuleCell):
             cell.init_params(task.input_size, info["hidden"], torch.Generator().manual_seed(0))
-        params = load_tensors(self.path / info["file"])
-        rows = [r for r in self.members() if r["shard"] == shard]
-        members = [
-            Member(r["task"], r["arch"], r["activation"], r["hidden"], r["l2"], r["lr"], r["seed"])
-            for r in sorted(rows, key=lambda r: r["idx"])
-        ]
+        params = load_tensors(self.path / info["file"], info["sha256"])
+        members = [Member(r.task, r.arch, r.activation, r.hidden, r.l2, r.lr, r.seed) for r in self.members(shard)]
         try:
             pop = Population(cell, task, info["hidden"], members, params)
         except ValueError as err:

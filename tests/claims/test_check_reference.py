@@ -21,7 +21,7 @@ def test_the_worked_example_is_placed_among_every_reference_architecture(tmp_pat
     verdicts = json.loads((out / "report" / "check.json").read_text())
     scaffold = next(v for v in verdicts if v["check"] == "flipflop_scaffold")
     assert code == (0 if scaffold["passed"] else 1)
-    archs = {r["arch"] for r in RunStore(REFERENCE).members() if r["task"] == "flipflop"}
+    archs = {r.arch for r in RunStore(REFERENCE).members() if r.task == "flipflop"}
     placement = [v for v in verdicts if v["passed"] is None]
     assert {v["check"].split(":")[0] for v in placement} == {"geometry (SVCCA)", "topology (scaffold)"}
     for v in placement:

@@ -40,7 +40,7 @@ REGENERATE = ("if this change is deliberate, regenerate with `universality refer
 STORE = RunStore(REFERENCE)
 ROWS = STORE.members()
 STORED_CLAIMS = json.loads((REFERENCE / "report" / "claims.json").read_text())
-PASSED = [r for r in ROWS if r["passed"]]
+PASSED = [r for r in ROWS if r.passed]
 #: Relative tolerance of re-analysed float numbers, by task (see the module docstring).
 TOLERANCES = {"flipflop": 1e-4, "cdi": 1e-4, "sine": 1e-3}
 MIN_PER_GROUP = 6
@@ -80,29 +80,29 @@ def compare_numbers(where: str, stored: dict, now: dict, rel: float) -> None:
 @settings(max_examples=6, deadline=None, derandomize=True)
 @given(row=st.sampled_from(PASSED))
 def test_reanalysing_a_stored_member_reproduces_its_scaffold(row):
-    info = STORE.shard_info(row["shard"])
+    info = STORE.shard_info(row.shard)
     task = task_from_config(info["task_config"])
-    pop = STORE.load_population(row["shard"]).select([row["idx"]])
+    pop = STORE.load_population(row.shard).select([row.idx])
     config = analysis_config(PRESETS["reference"]).fixed_point_config(len(task.conditions()))
-    (scaffold,) = SCAFFOLDS[row["task"]].compute(pop, find_fixed_points(pop, config=config))
-    numbers, tensors = load_scaffolds(STORE, row["shard"])
-    where = f"member {row['member']} ({row['shard']}, idx {row['idx']})"
-    rel = TOLERANCES[row["task"]]
-    compare_numbers(where, numbers[row["idx"]], scaffold.as_dict(), rel)
-    assert np.allclose(scaffold.vector, tensors["vectors"][row["idx"]].numpy(), rtol=rel, atol=1e-9,
+    (scaffold,) = SCAFFOLDS[row.task].compute(pop, find_fixed_points(pop, config=config))
+    numbers, tensors = load_scaffolds(STORE, row.shard)
+    where = f"member {row.member} ({row.shard}, idx {row.idx})"
+    rel = TOLERANCES[row.task]
+    compare_numbers(where, numbers[row.idx], scaffold.as_dict(), rel)
+    assert np.allclose(scaffold.vector, tensors["vectors"][row.idx].numpy(), rtol=rel, atol=1e-9,
                        equal_nan=True), f"{where}: scaffold vector moved; {REGENERATE}"
 
 
 HOLDING = [c for c in STORED_CLAIMS if c["passed"]]
 GROUPS: dict[tuple[str, str, str], list[int]] = {}
 for r in ROWS:
-    GROUPS.setdefault((r["task"], r["arch"], r["activation"]), []).append(r["member"])
+    GROUPS.setdefault((r.task, r.arch, r.activation), []).append(r.member)
 
 
 def test_the_reference_has_holding_claims_and_enough_members():
     assert HOLDING, "no claim holds on the reference population"
     for (task, arch, act), members in GROUPS.items():
-        passed = [r for r in PASSED if r["member"] in members]
+        passed = [r for r in PASSED if r.member in members]
         assert len(passed) >= 8, f"{task} {arch}/{act}: {len(passed)} passed members, the reference preset wants 8"
 
 
@@ -114,7 +114,7 @@ def test_holding_claims_survive_random_subsets(data):
         size = data.draw(st.integers(min(MIN_PER_GROUP, len(members)), len(members)), label=f"size {group}")
         subset |= set(data.draw(st.permutations(members), label=str(group))[:size])
     now = {(c.claim, c.group): c for c in evaluate(STORE, n_permutations=200, members=subset)}
-    left_out = sorted({r["member"] for r in ROWS} - subset)
+    left_out = sorted({r.member for r in ROWS} - subset)
     for claim in HOLDING:
         c = now[(claim["claim"], claim["group"])]
         assert c.passed, (f"claim {claim['claim']} group {claim['group']} holds on the reference "
@@ -132,4 +132,4 @@ def test_reference_results_are_small_and_complete():
         assert key in provenance, key
     assert (root / "SUMMARY.md").read_text().count("|") > 10
     assert set(provenance["config_hashes"]) == set(STORE.shards())
-    assert np.isfinite([r["loss"] for r in PASSED]).all()
+    assert np.isfinite([r.loss for r in PASSED]).all()

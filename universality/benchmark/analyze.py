@@ -37,10 +37,11 @@ from torch import Tensor
 
 from ..dynamics import FixedPointConfig, FixedPoints, find_fixed_points
 from ..geometry import DEFAULT_K, METRICS, pairwise_distances
+from ..io import atomic_save_tensors, file_sha256
 from ..population import Population
 from ..scaffold import SCAFFOLDS, distance_matrix
 from ..scaffold.homology import diagram_distance, fingerprint
-from ..store import RunStore, atomic_save_tensors, config_hash, load_tensors
+from ..store import MemberRow, RunError, RunStore, config_hash
 from ..tasks import task_from_config
 from ..training import DIVERGED
 
@@ -86,6 +87,25 @@ def _stamp(path: Path) -> str | None:
         return None
 
 
+def cached(store: RunStore, path: Path, inputs: dict[str, Any], compute: Callable[[str], None], what: str,
+           on_step: Step | None = None) -> None:
+    """Keep ``path`` if it holds a result stamped with the hash of ``inputs`` and matches its
+    recorded SHA-256; otherwise call ``compute(source)``, which writes ``path`` with metadata
+    ``{"source": source}``, and record the new file's SHA-256. A file that is damaged
+    (missing, torn or altered after it was recorded) is recomputed with a warning."""
+    source = config_hash(inputs)
+    recorded = store.file_checksum(path)
+    stamp = _stamp(path)
+    if stamp == source and (recorded is None or file_sha256(path) == recorded):
+        return
+    if recorded is not None and (stamp is None or stamp == source):
+        log.warning("%s is damaged (missing, torn or altered); recomputing it", path)
+    if on_step:
+        on_step(what)
+    compute(source)
+    store.record_file(path)
+
+
 def probe_states(population: Population, config: AnalysisConfig) -> Tensor:
     """States ``[P, B, T, S]`` on the task's shared, seeded probe trials."""
     trials = population.task.sample(config.n_trials, torch.Generator().manual_seed(config.trial_seed))
@@ -107,28 +127,30 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
     """Compute (or reuse) one shard's probe states, fixed points and scaffolds."""
     root = analysis_dirs(store)
     info = store.shard_info(shard)
-    pop: Population | None = None
+    loaded: list[Population] = []
+
+    def population() -> Population:
+        if not loaded:
+            loaded.append(store.load_population(shard, device))
+        return loaded[0]
 
     states_path = root / "states" / f"{shard}.safetensors"
-    source = config_hash({"shard": info["config_hash"], "n_trials": config.n_trials, "seed": config.trial_seed})
-    if _stamp(states_path) != source:
-        if on_step:
-            on_step(f"states {shard}")
-        pop = store.load_population(shard, device)
-        atomic_save_tensors({"states": probe_states(pop, config)}, states_path, {"source": source})
+
+    def states(source: str) -> None:
+        atomic_save_tensors({"states": probe_states(population(), config)}, states_path, {"source": source})
+
+    cached(store, states_path, {"shard": info["config_hash"], "n_trials": config.n_trials, "seed": config.trial_seed},
+           states, f"states {shard}", on_step)
 
     # Diverged members (frozen at non-finite or exploding weights) are not analysed: their
     # fixed points are empty and their scaffold rows NaN, with numbers {"diverged": true}.
-    rows = sorted((r for r in store.members() if r["shard"] == shard), key=lambda r: r["idx"])
-    alive = [r["idx"] for r in rows if r["status"] != DIVERGED]
+    alive = [r.idx for r in store.members(shard) if r.status != DIVERGED]
     fp_path = root / "fixed_points" / f"{shard}.safetensors"
     n_conditions = len(task_from_config(info["task_config"]).conditions())
     fp_config = config.fixed_point_config(n_conditions)
-    source = config_hash({"shard": info["config_hash"], "fixed_points": fp_config.as_dict(), "alive": alive})
-    if _stamp(fp_path) != source:
-        if on_step:
-            on_step(f"fixed points {shard}")
-        pop = pop or store.load_population(shard, device)
+
+    def fixed_points(source: str) -> None:
+        pop = population()
         if alive:
             fps = find_fixed_points(pop.select(alive), config=fp_config).expand(alive, len(pop))
         else:
@@ -136,25 +158,28 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
             fps = FixedPoints.empty(len(pop), conditions, pop.state_size, fp_config.as_dict())
         fps.save(fp_path, {"source": source})
 
+    cached(store, fp_path, {"shard": info["config_hash"], "fixed_points": fp_config.as_dict(), "alive": alive},
+           fixed_points, f"fixed points {shard}", on_step)
+
     sc_path = root / "scaffold" / f"{shard}.safetensors"
-    source = config_hash({"fixed_points": _stamp(fp_path), "states": _stamp(states_path),
-                          "homology_points": config.homology_points})
-    if _stamp(sc_path) != source:
-        if on_step:
-            on_step(f"scaffold {shard}")
-        pop = pop or store.load_population(shard, device)
+
+    def scaffold(source: str) -> None:
+        pop = population()
+        store.check_file(fp_path)
         fps = FixedPoints.load(fp_path)
         scaffolds = SCAFFOLDS[info["task"]].compute(pop.select(alive), fps.select(alive)) if alive else []
-        states = load_tensors(states_path)["states"]
-        prints = {i: fingerprint(states[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
-                  for i in alive}
+        probe = store.load_file(states_path)["states"]
         numbers: list[dict[str, Any]] = [{"canonical": False, "diverged": True}] * len(pop)
         vectors: list[np.ndarray | None] = [None] * len(pop)
         fingerprints: list[np.ndarray | None] = [None] * len(pop)
         for i, sc in zip(alive, scaffolds, strict=True):
-            numbers[i], vectors[i], fingerprints[i] = sc.as_dict(), sc.vector, prints[i]
+            numbers[i], vectors[i] = sc.as_dict(), sc.vector
+            fingerprints[i] = fingerprint(probe[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
         atomic_save_tensors({"vectors": _rows(vectors), "fingerprints": _rows(fingerprints)},
                             sc_path, {"source": source, "numbers": json.dumps(numbers, default=_jsonable)})
+
+    cached(store, sc_path, {"fixed_points": _stamp(fp_path), "states": _stamp(states_path),
+                            "homology_points": config.homology_points}, scaffold, f"scaffold {shard}", on_step)
 
 
 def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), device: str | torch.device = "cpu",
@@ -162,57 +187,68 @@ def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), devi
     """Every shard's states, fixed points and scaffolds (skipped when ``shards_done``,
     e.g. computed by worker processes), then geometry and topology per task."""
     root = analysis_dirs(store)
-    settings = config.as_dict()
+    damaged = [d for d in store.damage() if d.kind == "weights"]
+    if damaged:
+        raise RunError(f"{store.path}: damaged weights ({'; '.join(map(str, damaged))}); `universality run` with "
+                       "the run's preset retrains them from their seeds")
     tasks: dict[str, list[str]] = {}
     for shard in store.shards():
         tasks.setdefault(store.shard_info(shard)["task"], []).append(shard)
         if not shards_done:
             analyze_shard(store, shard, config, device, on_step)
-
-    members = store.members()
     for task, shards in tasks.items():
-        rows = [r for s in shards for r in sorted((r for r in members if r["shard"] == s), key=lambda r: r["idx"])
-                if r["status"] != DIVERGED]
-        ids = torch.tensor([r["member"] for r in rows], dtype=torch.int64)
+        rows = [r for s in shards for r in store.members(s) if r.status != DIVERGED]
+        _task_geometry(store, root, task, shards, rows, config, on_step)
+        _task_topology(store, root, task, shards, rows, on_step)
 
-        geometry_path = root / "geometry" / f"{task}.safetensors"
-        source = config_hash({"states": [_stamp(root / "states" / f"{s}.safetensors") for s in shards],
-                              "members": ids.tolist(), "metrics": list(config.metrics), "k": config.k,
-                              "full_state": config.full_state})
-        if _stamp(geometry_path) != source:
-            if on_step:
-                on_step(f"geometry {task}")
-            shard_states = {s: load_tensors(root / "states" / f"{s}.safetensors")["states"] for s in shards}
-            reps = []
-            for r in rows:
-                rep = shard_states[r["shard"]][r["idx"]]
-                rep = rep if config.full_state else rep[..., : r["hidden"]]
-                reps.append(rep.reshape(-1, rep.shape[-1]))
-            # CCA metrics compare k principal directions; a network with fewer (small or
-            # degenerate, e.g. dead ReLU units) lowers k for the whole task, recorded below.
-            k = min([config.k, *(int(torch.linalg.matrix_rank(r - r.mean(0))) for r in reps)])
-            geometry = {"members": ids}
-            if len(reps) >= 2:
-                for metric in config.metrics:
-                    extra: dict[str, Any] = {"k": k} if "k" in METRICS[metric].params else {}
-                    geometry[metric] = pairwise_distances(reps, metric, **extra).cpu()
-            atomic_save_tensors(geometry, geometry_path, {"source": source, "k": str(k),
-                                                          "config": json.dumps(settings, default=str)})
 
-        topology_path = root / "topology" / f"{task}.safetensors"
-        source = config_hash({"scaffold": [_stamp(root / "scaffold" / f"{s}.safetensors") for s in shards],
-                              "members": ids.tolist()})
-        if _stamp(topology_path) != source:
-            if on_step:
-                on_step(f"topology {task}")
-            sc = {s: load_tensors(root / "scaffold" / f"{s}.safetensors") for s in shards}
-            topology = {"members": ids}
-            if rows:
-                v = np.stack([sc[r["shard"]]["vectors"][r["idx"]].numpy() for r in rows])
-                f = np.stack([sc[r["shard"]]["fingerprints"][r["idx"]].numpy() for r in rows])
-                topology["scaffold"] = torch.as_tensor(distance_matrix(SCAFFOLDS[task], v))
-                topology["homology"] = torch.as_tensor(distance_matrix(diagram_distance, f))
-            atomic_save_tensors(topology, topology_path, {"source": source})
+def _task_geometry(store: RunStore, root: Path, task: str, shards: list[str], rows: list[MemberRow],
+                   config: AnalysisConfig, on_step: Step | None) -> None:
+    """``geometry/<task>``: the distance matrices of every metric over the task's members."""
+    path = root / "geometry" / f"{task}.safetensors"
+    ids = [r.member for r in rows]
+
+    def compute(source: str) -> None:
+        shard_states = {s: store.load_file(root / "states" / f"{s}.safetensors")["states"] for s in shards}
+        reps = []
+        for r in rows:
+            rep = shard_states[r.shard][r.idx]
+            rep = rep if config.full_state else rep[..., : r.hidden]
+            reps.append(rep.reshape(-1, rep.shape[-1]))
+        # CCA metrics compare k principal directions; a network with fewer (small or
+        # degenerate, e.g. dead ReLU units) lowers k for the whole task, recorded below.
+        k = min([config.k, *(int(torch.linalg.matrix_rank(r - r.mean(0))) for r in reps)])
+        geometry = {"members": torch.tensor(ids, dtype=torch.int64)}
+        if len(reps) >= 2:
+            for metric in config.metrics:
+                extra: dict[str, Any] = {"k": k} if "k" in METRICS[metric].params else {}
+                geometry[metric] = pairwise_distances(reps, metric, **extra).cpu()
+        atomic_save_tensors(geometry, path, {"source": source, "k": str(k),
+                                             "config": json.dumps(config.as_dict(), default=str)})
+
+    cached(store, path, {"states": [_stamp(root / "states" / f"{s}.safetensors") for s in shards], "members": ids,
+                         "metrics": list(config.metrics), "k": config.k, "full_state": config.full_state},
+           compute, f"geometry {task}", on_step)
+
+
+def _task_topology(store: RunStore, root: Path, task: str, shards: list[str], rows: list[MemberRow],
+                   on_step: Step | None) -> None:
+    """``topology/<task>``: scaffold and homology distances over the task's members."""
+    path = root / "topology" / f"{task}.safetensors"
+    ids = [r.member for r in rows]
+
+    def compute(source: str) -> None:
+        sc = {s: store.load_file(root / "scaffold" / f"{s}.safetensors") for s in shards}
+        topology = {"members": torch.tensor(ids, dtype=torch.int64)}
+        if rows:
+            v = np.stack([sc[r.shard]["vectors"][r.idx].numpy() for r in rows])
+            f = np.stack([sc[r.shard]["fingerprints"][r.idx].numpy() for r in rows])
+            topology["scaffold"] = torch.as_tensor(distance_matrix(SCAFFOLDS[task], v))
+            topology["homology"] = torch.as_tensor(distance_matrix(diagram_distance, f))
+        atomic_save_tensors(topology, path, {"source": source})
+
+    cached(store, path, {"scaffold": [_stamp(root / "scaffold" / f"{s}.safetensors") for s in shards],
+                         "members": ids}, compute, f"topology {task}", on_step)
 
 
 def _rows(rows: list[np.ndarray | None]) -> Tensor:
@@ -230,39 +266,44 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+def _analysis_file(store: RunStore, kind: str, name: str) -> Path:
+    """``DIR/analysis/<kind>/<name>.safetensors``, which must exist (run ``analyze`` first)
+    and match its recorded SHA-256."""
+    path = store.path / "analysis" / kind / f"{name}.safetensors"
+    if not path.is_file() and store.file_checksum(path) is None:
+        raise FileNotFoundError(f"{path}: no {kind.replace('_', ' ')} yet; run `universality analyze {store.path}`")
+    store.check_file(path)
+    return path
+
+
 def load_scaffolds(store: RunStore, shard: str) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
     """Per-member scaffold numbers (``Scaffold.as_dict()``) and the ``vectors`` /
     ``fingerprints`` tensors of ``shard``."""
-    path = store.path / "analysis" / "scaffold" / f"{shard}.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no scaffold yet; run `universality analyze {store.path}`")
+    path = _analysis_file(store, "scaffold", shard)
+    tensors = store.load_file(path)
     with safe_open(str(path), framework="pt") as fh:
         numbers = json.loads((fh.metadata() or {})["numbers"])
-    return numbers, load_tensors(path)
+    return numbers, tensors
+
+
+def load_states(store: RunStore, shard: str) -> Tensor:
+    """The probe states ``[P, B, T, S]`` of ``shard``."""
+    return store.load_file(_analysis_file(store, "states", shard))["states"]
 
 
 def load_topology(store: RunStore, task: str) -> dict[str, Tensor]:
     """``members [N]`` and the ``[N, N]`` topology distances (``scaffold``, ``homology``) of ``task``."""
-    path = store.path / "analysis" / "topology" / f"{task}.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no topology yet; run `universality analyze {store.path}`")
-    return load_tensors(path)
+    return store.load_file(_analysis_file(store, "topology", task))
 
 
 def load_fixed_points(store: RunStore, shard: str) -> FixedPoints:
     """The stored fixed points of ``shard`` (run ``analyze`` first)."""
-    path = store.path / "analysis" / "fixed_points" / f"{shard}.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no fixed points yet; run `universality analyze {store.path}`")
-    return FixedPoints.load(path)
+    return FixedPoints.load(_analysis_file(store, "fixed_points", shard))
 
 
 def load_geometry(store: RunStore, task: str) -> dict[str, Tensor]:
     """``members [N]`` and the ``[N, N]`` distance matrices of ``task``."""
-    path = store.path / "analysis" / "geometry" / f"{task}.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no geometry yet; run `universality analyze {store.path}`")
-    return load_tensors(path)
+    return store.load_file(_analysis_file(store, "geometry", task))
 
 
 def analysis_rows(store: RunStore) -> list[dict[str, Any]]:
@@ -270,12 +311,11 @@ def analysis_rows(store: RunStore) -> list[dict[str, Any]]:
     ``stable``, ``index_counts``, ``max_residual``, ... over all the task's conditions) and
     ``scaffold`` (``canonical`` and the task's key numbers)."""
     rows = []
-    members = store.members()
     for shard in store.shards():
         summary = load_fixed_points(store, shard).summary()
         numbers, _ = load_scaffolds(store, shard)
-        for r in sorted((r for r in members if r["shard"] == shard), key=lambda r: r["idx"]):
-            rows.append({"member": r["member"], "shard": shard, "task": r["task"], "arch": r["arch"],
-                         "activation": r["activation"], "status": r["status"], "passed": r["passed"],
-                         "fixed_points": summary[r["idx"]], "scaffold": numbers[r["idx"]]})
+        for r in store.members(shard):
+            rows.append({"member": r.member, "shard": shard, "task": r.task, "arch": r.arch,
+                         "activation": r.activation, "status": r.status, "passed": r.passed,
+                         "fixed_points": summary[r.idx], "scaffold": numbers[r.idx]})
     return sorted(rows, key=lambda r: r["member"])

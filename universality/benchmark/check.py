@@ -24,8 +24,8 @@ from ..cells import ModuleCell
 from ..compare import mds
 from ..geometry import pairwise_distances
 from ..scaffold import SCAFFOLDS, distance_matrix
-from ..store import RunStore, load_tensors
-from .analyze import AnalysisConfig, analyze_run, load_scaffolds, probe_states
+from ..store import RunStore
+from .analyze import AnalysisConfig, analyze_run, load_scaffolds, load_states, probe_states
 from .claims import SCAFFOLD_CLAIMS, THRESHOLDS
 from .pipeline import analysis_config, train_shard
 from .presets import Preset, Shard
@@ -121,12 +121,12 @@ def _members(store: RunStore, task: str) -> list[dict[str, Any]]:
         numbers, tensors = load_scaffolds(store, shard)
         path = store.path / "analysis" / "states" / f"{shard}.safetensors"
         # stored reference results keep weights, not states: recompute on the same probe trials
-        states = load_tensors(path)["states"] if path.is_file() else probe_states(store.load_population(shard),
-                                                                                    AnalysisConfig())
-        for r in store.members():
-            if r["shard"] == shard and r["status"] != "diverged":
-                rows.append({**r, "scaffold": numbers[r["idx"]], "vector": tensors["vectors"][r["idx"]].numpy(),
-                             "states": states[r["idx"], ..., : r["hidden"]]})
+        states = load_states(store, shard) if path.is_file() else probe_states(store.load_population(shard),
+                                                                                 AnalysisConfig())
+        for r in store.members(shard):
+            if r.status != "diverged":
+                rows.append({**r.as_dict(), "scaffold": numbers[r.idx], "vector": tensors["vectors"][r.idx].numpy(),
+                             "states": states[r.idx, ..., : r.hidden]})
     return rows
 
 

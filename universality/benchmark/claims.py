@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..compare import separability
+from ..store import MemberRow
 
 THRESHOLDS: dict[str, float] = {
     "geometry_architecture_accuracy": 0.6,
@@ -60,21 +61,21 @@ class Claim:
         return asdict(self)
 
 
-def _passed_subset(ids: Sequence[int], matrix: np.ndarray, rows: Mapping[int, dict[str, Any]]) -> tuple[
+def _passed_subset(ids: Sequence[int], matrix: np.ndarray, rows: Mapping[int, MemberRow]) -> tuple[
         list[int], np.ndarray]:
-    keep = [i for i, m in enumerate(ids) if rows[m]["passed"]]
+    keep = [i for i, m in enumerate(ids) if rows[m].passed]
     return [ids[i] for i in keep], matrix[np.ix_(keep, keep)]
 
 
 def separability_claims(task: str, ids: Sequence[int], geometry: np.ndarray, topology: np.ndarray | None,
-                        rows: Mapping[int, dict[str, Any]], n_permutations: int = 1000) -> list[Claim]:
+                        rows: Mapping[int, MemberRow], n_permutations: int = 1000) -> list[Claim]:
     """Claims 1 and 2 for one task from ``[N, N]`` distance matrices over members ``ids``."""
     t = THRESHOLDS
     out = []
     members, geo = _passed_subset(ids, geometry, rows)
     geo_arch_acc = float("nan")
     for label, key in (("architecture", "arch"), ("activation", "activation")):
-        labels = [rows[m][key] for m in members]
+        labels = [getattr(rows[m], key) for m in members]
         need = t[f"geometry_{label}_accuracy"]
         cond = f"1-NN >= {need} and p < {t['geometry_p_value']}"
         if len(set(labels)) < 2:
@@ -89,7 +90,7 @@ def separability_claims(task: str, ids: Sequence[int], geometry: np.ndarray, top
                          {"chance": s.chance, "p_value": s.p_value, "silhouette": s.silhouette}))
     if topology is not None:
         members, topo = _passed_subset(ids, topology, rows)
-        labels = [rows[m]["arch"] for m in members]
+        labels = [rows[m].arch for m in members]
         cond = f"1-NN <= chance + {t['topology_margin_over_chance']} and < geometry 1-NN"
         if len(set(labels)) < 2:
             out.append(Claim("topology_architecture", task, float("nan"), cond, False, len(members),
@@ -102,33 +103,33 @@ def separability_claims(task: str, ids: Sequence[int], geometry: np.ndarray, top
     return out
 
 
-def scaffold_claims(task: str, rows: Sequence[dict[str, Any]], scaffolds: Mapping[int, dict[str, Any]]) -> list[Claim]:
+def scaffold_claims(task: str, rows: Sequence[MemberRow], scaffolds: Mapping[int, dict[str, Any]]) -> list[Claim]:
     """Claims 3-5 (fraction canonical per architecture x activation) and 6 (cdi modes)."""
     t = THRESHOLDS
     out = []
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[MemberRow]] = {}
     for r in rows:
-        if r["task"] == task:
-            groups.setdefault(f"{r['arch']}/{r['activation']}", []).append(r)
+        if r.task == task:
+            groups.setdefault(f"{r.arch}/{r.activation}", []).append(r)
     for group, members in sorted(groups.items()):
-        passed = [r for r in members if r["passed"] and r["member"] in scaffolds]
-        excluded = {s: sum(r["status"] == s for r in members if not r["passed"]) for s in ("failed", "diverged")}
+        passed = [r for r in members if r.passed and r.member in scaffolds]
+        excluded = {s: sum(r.status == s for r in members if not r.passed) for s in ("failed", "diverged")}
         cond = f"fraction canonical >= {t['scaffold_fraction']}"
         detail: dict[str, Any] = {"excluded": excluded}
         if len(passed) < t["min_members_per_group"]:
             out.append(Claim(SCAFFOLD_CLAIMS[task], group, float("nan"), cond, False, len(passed),
                              {**detail, "note": "too few passed members"}))
             continue
-        fraction = float(np.mean([bool(scaffolds[r["member"]]["canonical"]) for r in passed]))
+        fraction = float(np.mean([bool(scaffolds[r.member]["canonical"]) for r in passed]))
         out.append(Claim(SCAFFOLD_CLAIMS[task], group, fraction, cond, fraction >= t["scaffold_fraction"],
                          len(passed), detail))
     if task == "cdi":
         archs: dict[str, list[float]] = {}
         for r in rows:
-            if r["task"] == "cdi" and r["passed"] and r["member"] in scaffolds:
-                modes = scaffolds[r["member"]].get("modes_90")
+            if r.task == "cdi" and r.passed and r.member in scaffolds:
+                modes = scaffolds[r.member].get("modes_90")
                 if modes is not None and np.isfinite(modes):
-                    archs.setdefault(r["arch"], []).append(float(modes))
+                    archs.setdefault(r.arch, []).append(float(modes))
         for arch, modes in sorted(archs.items()):
             median = statistics.median(modes)
             if arch == "vanilla":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -13,7 +14,7 @@ import torch
 
 from ..cells import Cell, make_cell
 from ..population import Population
-from ..store import RunStore
+from ..store import RunError, RunStore
 from ..tasks import make_task
 from ..training import Progress, TrainConfig, TrainResult, train
 from .analyze import AnalysisConfig, Step, analyze_run, analyze_shard
@@ -47,13 +48,18 @@ def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.dev
         results.append(train(pop, config, progress))
         pops.append(pop)
     pop = Population.concat(pops)
-    result = TrainResult(**{k: [v for r in results for v in getattr(r, k)] for k in ("status", "loss", "score",
-                                                                                     "passed", "steps")},
-                         seconds=sum(r.seconds for r in results))
-    store.save_population(shard.name, pop, {**config.as_dict(), "preset": preset.name}, vars(result), device=device)
+    result = _concat_results(results)
+    store.save_population(shard.name, pop, {**config.as_dict(), "preset": preset.name}, result, device=device)
     log.info("%s: %d/%d passed in %d round(s), %.1fs", shard.name, sum(result.passed), len(pop), len(results),
              result.seconds)
     return pop, result
+
+
+def _concat_results(results: list[TrainResult]) -> TrainResult:
+    """One result over the members of several rounds (per-member lists joined, seconds summed)."""
+    joined = {f.name: [v for r in results for v in getattr(r, f.name)] for f in dataclasses.fields(TrainResult)
+              if f.name != "seconds"}
+    return TrainResult(**joined, seconds=sum(r.seconds for r in results))
 
 
 def analysis_config(preset: Preset) -> AnalysisConfig:
@@ -79,6 +85,28 @@ def _analyze_worker(path: str, shard: str, config: AnalysisConfig, device: str) 
     return f"analysed {shard}"
 
 
+def repair_plan(store: RunStore, preset: Preset) -> set[str]:
+    """The shards of ``store`` whose weights are damaged (missing or altered): each is
+    logged, its analysis files and its task's geometry and topology are forgotten so that
+    they are recomputed, and its name returned to be retrained from its seeds (training is
+    deterministic: the same seeds give the same weights). Damaged weights of a shard the
+    preset does not define cannot be retrained: :class:`RunError`."""
+    names = {s.name for s in preset.shards()}
+    damaged = {d.owner: d for d in store.damage() if d.kind == "weights"}
+    foreign = sorted(set(damaged) - names)
+    if foreign:
+        raise RunError(f"{store.path}: weights of shard(s) {', '.join(foreign)} are damaged and not part of preset "
+                       f"{preset.name!r}, so they cannot be retrained here")
+    root = store.path / "analysis"
+    for shard, damage in damaged.items():
+        log.warning("shard %s: %s; retraining it from its seeds and recomputing its analyses", shard, damage)
+        task = store.shard_info(shard)["task"]
+        for part in (f"states/{shard}", f"fixed_points/{shard}", f"scaffold/{shard}", f"geometry/{task}",
+                     f"topology/{task}"):
+            store.forget_file(root / f"{part}.safetensors")
+    return set(damaged)
+
+
 def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None,
                on_step: Step | None = None, workers: int | None = None) -> Path:
     """Train every shard of ``preset`` not yet stored in ``out``, analyse what is not yet
@@ -89,8 +117,9 @@ def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardPr
     finished shard instead of ``on_shard``'s per-step progress."""
     store = RunStore.create(out)
     workers = default_workers(device) if workers is None else workers
-    done = set(store.shards())
     shards = preset.shards()
+    damaged = repair_plan(store, preset)
+    done = set(store.shards()) - damaged
     config = analysis_config(preset)
     todo = [s for s in shards if s.name not in done]
     if workers > 1 and len(shards) > 1:

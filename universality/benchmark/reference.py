@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,32 @@ from typing import Any
 import torch
 
 from ..store import RunStore, provenance
+from .claims import Claim
 from .pipeline import default_workers, run_preset
 from .presets import PRESETS
+from .report import claims_table
 
 KEPT = ("catalog.sqlite", "shards", "analysis/scaffold", "analysis/geometry", "analysis/topology", "report")
 
 
-def export(work: RunStore, out: Path, extra: dict[str, Any]) -> Path:
+@dataclass(frozen=True)
+class ExportRecord:
+    """How the exported run was produced: the ``command`` line, the ``preset`` (as a dict),
+    the ``device`` and number of ``workers``, the ``wall_seconds`` of this invocation and the
+    ``seconds_since_run_created`` (a resumed run took longer than one invocation)."""
+
+    command: str
+    preset: dict[str, Any]
+    wall_seconds: float
+    seconds_since_run_created: float
+    workers: int
+    device: str = "cpu"
+
+
+def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     """Copy the kept parts of an analysed, reported run into ``out/run`` (replacing it) and
-    write ``out/provenance.json`` and ``out/SUMMARY.md``."""
+    write ``out/provenance.json`` and ``out/SUMMARY.md`` (the claims table, from the run's
+    ``claims.json``)."""
     target = out / "run"
     staging = out / "run.tmp"
     shutil.rmtree(staging, ignore_errors=True)
@@ -41,33 +58,41 @@ def export(work: RunStore, out: Path, extra: dict[str, Any]) -> Path:
         elif src.is_file():
             (staging / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, staging / part)
+    kept = RunStore(staging)
+    for damage in kept.damage():  # the analysis files left out (states, fixed points) leave the catalog too
+        if damage.kind == "analysis" and damage.problem == "missing":
+            kept.forget_file(staging / damage.path)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     store = RunStore(target)
     hashes = {s: store.shard_info(s)["config_hash"] for s in store.shards()}
-    record = {**provenance(extra.get("device", "cpu")), **extra, "config_hashes": hashes}
-    (out / "provenance.json").write_text(json.dumps(record, indent=1, sort_keys=True))
-    report = (target / "report" / "report.md").read_text()
-    claims = report[report.index("## Claims"): report.index("## Task:")] if "## Task:" in report else report
-    (out / "SUMMARY.md").write_text(
-        "# Reference results\n\n"
-        f"Produced by `{record['command']}` (preset `reference`; this invocation took "
-        f"{record['wall_seconds'] / 60:.1f} min, {record['seconds_since_run_created'] / 60:.1f} min since the run "
-        f"directory was created; {record['device']}, {record['workers']} workers, {record['date']}). "
-        "Full report: `run/report/report.md`.\n\n" + claims)
+    full = {**provenance(record.device), **vars(record), "config_hashes": hashes}
+    (out / "provenance.json").write_text(json.dumps(full, indent=1, sort_keys=True))
+    claims = [Claim(**c) for c in json.loads((target / "report" / "claims.json").read_text())]
+    (out / "SUMMARY.md").write_text("\n".join(summary(record, full["date"], claims)) + "\n")
     return out
 
 
-def make_reference(out: str | Path = "reference_results", work: str | Path = "runs/reference",
+def summary(record: ExportRecord, date: str, claims: list[Claim]) -> list[str]:
+    """The lines of ``SUMMARY.md``: how the results were produced, then the claims table."""
+    return ["# Reference results", "",
+            f"Produced by `{record.command}` (preset `reference`; this invocation took "
+            f"{record.wall_seconds / 60:.1f} min, {record.seconds_since_run_created / 60:.1f} min since the run "
+            f"directory was created; {record.device}, {record.workers} workers, {date}). "
+            "Full report: `run/report/report.md`.", "", *claims_table(claims)]
+
+
+def make_reference(command: str, out: str | Path = "reference_results", work: str | Path = "runs/reference",
                    device: str | torch.device = "cpu", workers: int | None = None) -> Path:
-    """Run (or resume) the reference preset in ``work`` and export it to ``out``."""
+    """Run (or resume) the reference preset in ``work`` and export it to ``out``;
+    ``command`` is the command line recorded in the provenance."""
     device = torch.device(device)
     start = time.perf_counter()
     run_preset(PRESETS["reference"], str(work), device, workers=workers)
     store = RunStore(work)
     created = datetime.fromisoformat(store.meta("created"))
-    extra = {"command": " ".join(["universality", *sys.argv[1:]]), "preset": PRESETS["reference"].as_dict(),
-             "wall_seconds": time.perf_counter() - start,
-             "seconds_since_run_created": (datetime.now(UTC) - created).total_seconds(),
-             "workers": workers or default_workers(device), "device": str(device)}
-    return export(store, Path(out), extra)
+    record = ExportRecord(command=command, preset=PRESETS["reference"].as_dict(),
+                          wall_seconds=time.perf_counter() - start,
+                          seconds_since_run_created=(datetime.now(UTC) - created).total_seconds(),
+                          workers=workers or default_workers(device), device=str(device))
+    return export(store, Path(out), record)

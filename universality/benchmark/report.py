@@ -17,24 +17,22 @@ import numpy as np
 import torch
 
 from ..compare import mds
-from ..store import RunStore, load_tensors
+from ..store import MemberRow, RunStore
 from ..tasks import task_from_config
-from .analyze import load_fixed_points, load_geometry, load_scaffolds, load_topology
+from .analyze import load_fixed_points, load_geometry, load_scaffolds, load_states, load_topology
 from .claims import THRESHOLDS, Claim, scaffold_claims, separability_claims
 
 TASK_ORDER = ("flipflop", "sine", "cdi")
 
 
-def collect(store: RunStore) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], list[str]]:
+def collect(store: RunStore) -> tuple[list[MemberRow], dict[int, dict[str, Any]], list[str]]:
     """Member rows, per-member scaffold numbers (by catalog id) and the tasks present."""
     rows = store.members()
     scaffolds: dict[int, dict[str, Any]] = {}
     for shard in store.shards():
         numbers, _ = load_scaffolds(store, shard)
-        for r in rows:
-            if r["shard"] == shard:
-                scaffolds[r["member"]] = numbers[r["idx"]]
-    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+        scaffolds.update({r.member: numbers[r.idx] for r in store.members(shard)})
+    tasks = [t for t in TASK_ORDER if any(r.task == t for r in rows)]
     return rows, scaffolds, tasks
 
 
@@ -42,8 +40,8 @@ def evaluate(store: RunStore, n_permutations: int = 1000, members: set[int] | No
     """Every claim of :mod:`.claims` on an analysed run (optionally on a subset of member ids)."""
     rows, scaffolds, tasks = collect(store)
     if members is not None:
-        rows = [r for r in rows if r["member"] in members]
-    by_id = {r["member"]: r for r in rows}
+        rows = [r for r in rows if r.member in members]
+    by_id = {r.member: r for r in rows}
     claims: list[Claim] = []
     for task in tasks:
         geo, topo = load_geometry(store, task), load_topology(store, task)
@@ -69,7 +67,7 @@ def write_report(store: RunStore, n_permutations: int = 1000) -> Path:
     (out / "claims.json").write_text(json.dumps([c.as_dict() for c in claims], indent=1, default=_json))
 
     lines = ["# Universality benchmark report", "", f"Run directory: `{store.path}`", ""]
-    lines += _claims_table(claims)
+    lines += claims_table(claims)
     lines += _pass_rates(rows)
     for task in tasks:
         lines += [f"## Task: {task}", ""]
@@ -85,7 +83,8 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
-def _claims_table(claims: list[Claim]) -> list[str]:
+def claims_table(claims: list[Claim]) -> list[str]:
+    """The Markdown claims section: a heading, how to read it, one row per claim, the count."""
     lines = ["## Claims", "",
              "Thresholds are the project's reading of the paper (qualitative in the original); "
              f"see `universality/benchmark/claims.py` ({json.dumps(THRESHOLDS)}) and the scaffold "
@@ -101,116 +100,139 @@ def _claims_table(claims: list[Claim]) -> list[str]:
     return lines + ["", f"{n_pass}/{len(claims)} claim checks pass.", ""]
 
 
-def _pass_rates(rows: list[dict[str, Any]]) -> list[str]:
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+def _pass_rates(rows: list[MemberRow]) -> list[str]:
+    groups: dict[tuple[str, str, str], list[MemberRow]] = defaultdict(list)
     for r in rows:
-        groups[(r["task"], r["arch"], r["activation"])].append(r)
+        groups[(r.task, r.arch, r.activation)].append(r)
     lines = ["## Training", "", "Median score over the members that did not diverge (sign accuracy for the "
              "flip-flop, NMSE for sine and cdi).", "",
              "| task | arch | activation | passed | failed | diverged | median score |",
              "|---|---|---|---|---|---|---|"]
     for (task, arch, act), members in sorted(groups.items()):
-        scores = [r["score"] for r in members if r["score"] is not None and r["status"] != "diverged"]
-        lines.append(f"| {task} | {arch} | {act} | {sum(r['passed'] for r in members)}/{len(members)} | "
-                     f"{sum(r['status'] == 'failed' for r in members)} | "
-                     f"{sum(r['status'] == 'diverged' for r in members)} | "
+        scores = [r.score for r in members if r.score is not None and r.status != "diverged"]
+        lines.append(f"| {task} | {arch} | {act} | {sum(r.passed for r in members)}/{len(members)} | "
+                     f"{sum(r.status == 'failed' for r in members)} | "
+                     f"{sum(r.status == 'diverged' for r in members)} | "
                      f"{_fmt(float(np.median(scores))) if scores else 'n/a'} |")
     return lines + [""]
 
 
-def _task_figures(store: RunStore, task: str, rows: list[dict[str, Any]], scaffolds: dict[int, dict[str, Any]],
+def _task_figures(store: RunStore, task: str, rows: list[MemberRow], scaffolds: dict[int, dict[str, Any]],
                   figs: Path, plots: Any) -> list[str]:
-    lines: list[str] = []
-    passed = [r for r in rows if r["task"] == task and r["passed"]]
-    states_dir = store.path / "analysis" / "states"
-
-    # example trajectories, one passed network per architecture x activation
-    panels: dict[str, np.ndarray] = {}
-    for r in passed:
-        key = f"{r['arch']}/{r['activation']}"
-        if key not in panels:
-            s = load_tensors(states_dir / f"{r['shard']}.safetensors")["states"][r["idx"], ..., : r["hidden"]]
-            panels[key] = s.numpy()
-    if panels:
-        plots.trajectories(panels, figs / f"{task}_trajectories.png", f"{task}: hidden states, 2-D PCA")
-        lines += [f"![{task} trajectories](figures/{task}_trajectories.png)", ""]
-
-    # MDS of geometry and topology distances over passed members
-    geo, topo = load_geometry(store, task), load_topology(store, task)
-    by_id = {r["member"]: r for r in rows}
-    ids = geo["members"].tolist()
-    keep = [i for i, m in enumerate(ids) if by_id[m]["passed"]]
-    if len(keep) >= 3:
-        archs = [by_id[ids[i]]["arch"] for i in keep]
-        acts = [by_id[ids[i]]["activation"] for i in keep]
-        for name, mats, key in (("svcca", geo, "svcca"), ("scaffold", topo, "scaffold")):
-            if key in mats:
-                d = mats[key].numpy()[np.ix_(keep, keep)]
-                emb = mds(d + 0.0, seed=0) if np.any(d > 0) else np.zeros((len(keep), 2))
-                plots.mds_by_label(emb, archs, acts, figs / f"{task}_mds_{name}.png", f"{task} {name} MDS")
-                lines += [f"![{task} {name} MDS](figures/{task}_mds_{name}.png)", ""]
-
+    """The figures (and their Markdown) of one task: example trajectories, MDS of geometry
+    and topology, and the task's own scaffold figures."""
+    passed = [r for r in rows if r.task == task and r.passed]
+    lines = _trajectory_figure(store, task, passed, figs, plots)
+    lines += _mds_figures(store, task, rows, figs, plots)
     if task == "flipflop":
-        for arch in sorted({r["arch"] for r in passed}):
-            r = next(r for r in passed if r["arch"] == arch)
-            fps = load_fixed_points(store, r["shard"])
-            member = fps.member(r["idx"])
-            example = load_tensors(states_dir / f"{r['shard']}.safetensors")["states"][r["idx"]].numpy()
-            cloud = example.reshape(-1, example.shape[-1])
-            plots.fixed_points_pca(cloud, member["points"], member["index"], figs / f"flipflop_fixed_points_{arch}.png",
-                                   f"{arch}/{r['activation']} member {r['member']}: fixed points by # unstable dims")
-            lines += [f"![fixed points {arch}](figures/flipflop_fixed_points_{arch}.png)"]
-        lines += [""]
+        lines += _flipflop_figures(store, passed, figs, plots)
     if task == "sine":
-        curves: dict[str, list[np.ndarray]] = defaultdict(list)
-        target = None
-        for shard in sorted({r["shard"] for r in passed}):
-            fps = load_fixed_points(store, shard)
-            info = store.shard_info(shard)
-            sine = task_from_config(info["task_config"])
-            target = sine.frequencies().numpy()  # type: ignore[attr-defined]
-            # dominant mode of the most unstable point per input (as the sine scaffold does)
-            top = torch.where(fps.mask, fps.eigenvalues[..., 0].abs(), -1.0)  # [P, C, N]
-            best = top.argmax(-1, keepdim=True)
-            dominant = fps.eigenvalues[..., 0].gather(-1, best)[..., 0].angle().abs()  # [P, C]
-            angle = torch.where(fps.mask.any(-1), dominant, torch.nan).numpy()
-            for r in passed:
-                if r["shard"] == shard:
-                    curves[f"{r['arch']}/{r['activation']}"].append(angle[r["idx"]])
-        if target is not None:
-            plots.frequency_tracking(target, {k: np.stack(v) for k, v in curves.items()},
-                                     figs / "sine_frequency_tracking.png")
-            lines += ["![linearised vs target frequency](figures/sine_frequency_tracking.png)", ""]
+        lines += _sine_figures(store, passed, figs, plots)
     if task == "cdi":
-        for key, draw, name, caption in (("spectrum", plots.spectra, "cdi_spectra", "sorted eigenvalue spectra"),
-                                         ("response_curve", plots.mode_curves, "cdi_mode_curves",
-                                          "linearised response vs modes retained")):
-            by_arch = _curves_by_arch(passed, scaffolds, key)
-            if by_arch:
-                draw(by_arch, figs / f"{name}.png")
-                lines += [f"![{caption}](figures/{name}.png)", ""]
-        modes: dict[str, list[float]] = defaultdict(list)
-        for r in passed:
-            value = scaffolds.get(r["member"], {}).get("modes_90")
-            if value is not None and np.isfinite(value):
-                modes[r["arch"]].append(value)
-        if modes:
-            lines += ["| architecture | modes for 90% of the linearised response (median) | networks |",
-                      "|---|---|---|"]
-            lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]
-            lines += [""]
+        lines += _cdi_figures(passed, scaffolds, figs, plots)
     return lines
 
 
-def _curves_by_arch(passed: list[dict[str, Any]], scaffolds: dict[int, dict[str, Any]], key: str,
+def _trajectory_figure(store: RunStore, task: str, passed: list[MemberRow], figs: Path, plots: Any) -> list[str]:
+    """Example trajectories, one passed network per architecture x activation."""
+    panels: dict[str, np.ndarray] = {}
+    for r in passed:
+        key = f"{r.arch}/{r.activation}"
+        if key not in panels:
+            panels[key] = load_states(store, r.shard)[r.idx, ..., : r.hidden].numpy()
+    if not panels:
+        return []
+    plots.trajectories(panels, figs / f"{task}_trajectories.png", f"{task}: hidden states, 2-D PCA")
+    return [f"![{task} trajectories](figures/{task}_trajectories.png)", ""]
+
+
+def _mds_figures(store: RunStore, task: str, rows: list[MemberRow], figs: Path, plots: Any) -> list[str]:
+    """MDS of the geometry (SVCCA) and topology (scaffold) distances over passed members."""
+    geo, topo = load_geometry(store, task), load_topology(store, task)
+    by_id = {r.member: r for r in rows}
+    ids = geo["members"].tolist()
+    keep = [i for i, m in enumerate(ids) if by_id[m].passed]
+    if len(keep) < 3:
+        return []
+    archs = [by_id[ids[i]].arch for i in keep]
+    acts = [by_id[ids[i]].activation for i in keep]
+    lines = []
+    for name, mats in (("svcca", geo), ("scaffold", topo)):
+        if name in mats:
+            d = mats[name].numpy()[np.ix_(keep, keep)]
+            emb = mds(d + 0.0, seed=0) if np.any(d > 0) else np.zeros((len(keep), 2))
+            plots.mds_by_label(emb, archs, acts, figs / f"{task}_mds_{name}.png", f"{task} {name} MDS")
+            lines += [f"![{task} {name} MDS](figures/{task}_mds_{name}.png)", ""]
+    return lines
+
+
+def _flipflop_figures(store: RunStore, passed: list[MemberRow], figs: Path, plots: Any) -> list[str]:
+    """One network's fixed points (by number of unstable dimensions) per architecture."""
+    lines = []
+    for arch in sorted({r.arch for r in passed}):
+        r = next(r for r in passed if r.arch == arch)
+        member = load_fixed_points(store, r.shard).member(r.idx)
+        example = load_states(store, r.shard)[r.idx].numpy()
+        cloud = example.reshape(-1, example.shape[-1])
+        plots.fixed_points_pca(cloud, member["points"], member["index"], figs / f"flipflop_fixed_points_{arch}.png",
+                               f"{arch}/{r.activation} member {r.member}: fixed points by # unstable dims")
+        lines += [f"![fixed points {arch}](figures/flipflop_fixed_points_{arch}.png)"]
+    return lines + [""]
+
+
+def _sine_figures(store: RunStore, passed: list[MemberRow], figs: Path, plots: Any) -> list[str]:
+    """Linearised frequency (|arg| of the dominant eigenvalue of the most unstable point per
+    input, as the sine scaffold reads it) against the target frequency."""
+    curves: dict[str, list[np.ndarray]] = defaultdict(list)
+    target = None
+    for shard in sorted({r.shard for r in passed}):
+        fps = load_fixed_points(store, shard)
+        sine = task_from_config(store.shard_info(shard)["task_config"])
+        target = sine.frequencies().numpy()  # type: ignore[attr-defined]
+        top = torch.where(fps.mask, fps.eigenvalues[..., 0].abs(), -1.0)  # [P, C, N]
+        best = top.argmax(-1, keepdim=True)
+        dominant = fps.eigenvalues[..., 0].gather(-1, best)[..., 0].angle().abs()  # [P, C]
+        angle = torch.where(fps.mask.any(-1), dominant, torch.nan).numpy()
+        for r in passed:
+            if r.shard == shard:
+                curves[f"{r.arch}/{r.activation}"].append(angle[r.idx])
+    if target is None:
+        return []
+    plots.frequency_tracking(target, {k: np.stack(v) for k, v in curves.items()}, figs / "sine_frequency_tracking.png")
+    return ["![linearised vs target frequency](figures/sine_frequency_tracking.png)", ""]
+
+
+def _cdi_figures(passed: list[MemberRow], scaffolds: dict[int, dict[str, Any]], figs: Path, plots: Any) -> list[str]:
+    """Sorted spectra, response vs modes retained, and the modes-for-90% table per architecture."""
+    lines = []
+    for key, draw, name, caption in (("spectrum", plots.spectra, "cdi_spectra", "sorted eigenvalue spectra"),
+                                     ("response_curve", plots.mode_curves, "cdi_mode_curves",
+                                      "linearised response vs modes retained")):
+        by_arch = _curves_by_arch(passed, scaffolds, key)
+        if by_arch:
+            draw(by_arch, figs / f"{name}.png")
+            lines += [f"![{caption}](figures/{name}.png)", ""]
+    modes: dict[str, list[float]] = defaultdict(list)
+    for r in passed:
+        value = scaffolds.get(r.member, {}).get("modes_90")
+        if value is not None and np.isfinite(value):
+            modes[r.arch].append(value)
+    if modes:
+        lines += ["| architecture | modes for 90% of the linearised response (median) | networks |", "|---|---|---|"]
+        lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]
+        lines += [""]
+    return lines
+
+
+def _curves_by_arch(passed: list[MemberRow], scaffolds: dict[int, dict[str, Any]], key: str,
                     width: int = 10) -> dict[str, np.ndarray]:
     """Per architecture, the ``[N_nets, K]`` stack of each passed member's scaffold list
     ``key`` (first ``width`` values, cut to the shortest)."""
     lists: dict[str, list[list[float]]] = defaultdict(list)
     for r in passed:
-        values = scaffolds.get(r["member"], {}).get(key)
+        values = scaffolds.get(r.member, {}).get(key)
         if values:
-            lists[r["arch"]].append(values[:width])
+            lists[r.arch].append(values[:width])
     if not lists:
         return {}
     k = min(len(v) for vs in lists.values() for v in vs)

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
-from ..store import atomic_save_tensors, load_tensors
+from ..io import atomic_save_tensors, load_tensors
 from .linearise import timescales
 
 FORMAT = "universality-fixed-points"

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from ..dynamics import FixedPointConfig, FixedPoints, find_fixed_points
@@ -52,7 +53,7 @@ from .base import Scaffold, ScaffoldSpec
 
 log = logging.getLogger(__name__)
 
-#: The project's reading of the paper's CDI claims (PAPER_NOTES sections 8.3 and 12; the
+#: The project's reading of the paper's CDI claims (docs/methods.md, "CDI scaffold"; the
 #: paper gives no numbers). A context holds a line attractor when the points' PC1 explains
 #: >= ``line_pc1`` of their variance, ``| |lambda_1| - 1 | <= top_eig_tol`` and the relevant
 #: selection gain exceeds the irrelevant one ``selection_ratio`` times; ``canonical`` needs
@@ -164,7 +165,6 @@ def line_statistics(
     mask, points = group(fp.mask), group(fp.points)
     mask = mask if keep is None else mask & keep
     eigenvalues, right, left, input_jacobian = map(group, (fp.eigenvalues, fp.right, fp.left, fp.input_jacobian))
-    n = mask.shape[-1]
     n_points = mask.sum(-1)
     line_pc1, pc1 = _first_component(points, mask)
 
@@ -173,31 +173,15 @@ def line_statistics(
     r1 = right[..., :, 0]  # [P, C, N, S]
     alignment = (r1.conj() * pc1.unsqueeze(2).to(r1.dtype)).sum(-1).abs() / r1.norm(dim=-1)
 
-    relevant = torch.tensor(SENSORY).view(1, c, 1, 1, 1).expand(p, c, n, s, 1)
-    irrelevant = relevant.flip(1)
-    lb = left @ input_jacobian.to(left.dtype)  # [P, C, N, S(modes), I]
-    lb_rel, lb_irr = lb.gather(-1, relevant)[..., 0], lb.gather(-1, irrelevant)[..., 0]  # [P, C, N, S]
-    wr = torch.einsum("pos,pcnsk->pcnok", readout.to(right.dtype), right)  # [P, C, N, O, S]
-    sel_rel = (wr[..., 0] * lb_rel[..., None, 0]).norm(dim=-1) / abs(scale)
-    sel_irr = (wr[..., 0] * lb_irr[..., None, 0]).norm(dim=-1) / abs(scale)
-
-    lam = eigenvalues
-    near_one = (1 - lam).abs() < _FLOOR
-    gain = torch.where(near_one, torch.full_like(lam, horizon), (1 - lam**horizon) / torch.where(near_one, 1, 1 - lam))
-    partial = (wr * (lb_rel * gain).unsqueeze(-2)).cumsum(-1).real  # [P, C, N, O, S]: top-m modes kept
-    err = (partial - partial[..., -1:]).norm(dim=-2)
-    ok = err <= (1 - THRESHOLDS["response_fraction"]) * partial[..., -1].norm(dim=-1, keepdim=True)
-    finite = torch.isfinite(partial).all(-1).all(-1)
-    modes = torch.where(finite, 1 + ok.to(torch.uint8).argmax(-1), s).to(torch.float64)  # first m within 10%
+    wr, lb_rel, sel_rel, sel_irr = _selection(right, left, input_jacobian, readout, scale)
+    k = min(n_spectrum, s)
+    modes, accuracy, finite = _response(eigenvalues, wr, lb_rel, horizon, k)
 
     def med(x: Tensor) -> Tensor:
         return torch.where(mask, x.to(torch.float64), math.nan).nanmedian(-1).values
 
     rel, irr = med(sel_rel), med(sel_irr)
-    k = min(n_spectrum, s)
     spectrum = torch.where(mask.unsqueeze(-1), absval[..., :k], 0.0).sum(2) / n_points.unsqueeze(-1)
-    # Fig. 3f: accuracy 1 - |partial - full| / |full| of the top-m response, m = 1..k, mean over points
-    accuracy = (1 - err / partial[..., -1].norm(dim=-1, keepdim=True).clamp_min(_FLOOR)).clamp(0, 1)[..., :k]
     curve = torch.where(mask.unsqueeze(-1) & finite.unsqueeze(-1), accuracy, 0.0).sum(2) / n_points.unsqueeze(-1)
     return {
         "n_dropped": (group(fp.mask) & ~mask).sum(-1),
@@ -215,10 +199,46 @@ def line_statistics(
     }
 
 
+def _selection(right: Tensor, left: Tensor, input_jacobian: Tensor, readout: Tensor,
+               scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per point, the readout of each mode ``wr [P, C, N, O, S]``, each mode's drive by the
+    context's relevant input ``lb_rel [P, C, N, S]`` (left eigenvector times dF/dx), and the
+    selection gains of the slowest mode for the relevant / irrelevant input ``[P, C, N]``
+    (readout of mode 1 times its input drive, per unit of the task's ``scale``)."""
+    p, c, n, s = right.shape[:4]
+    relevant = torch.tensor(SENSORY).view(1, c, 1, 1, 1).expand(p, c, n, s, 1)
+    irrelevant = relevant.flip(1)
+    lb = left @ input_jacobian.to(left.dtype)  # [P, C, N, S(modes), I]
+    lb_rel, lb_irr = lb.gather(-1, relevant)[..., 0], lb.gather(-1, irrelevant)[..., 0]  # [P, C, N, S]
+    wr = torch.einsum("pos,pcnsk->pcnok", readout.to(right.dtype), right)  # [P, C, N, O, S]
+    sel_rel = (wr[..., 0] * lb_rel[..., None, 0]).norm(dim=-1) / abs(scale)
+    sel_irr = (wr[..., 0] * lb_irr[..., None, 0]).norm(dim=-1) / abs(scale)
+    return wr, lb_rel, sel_rel, sel_irr
+
+
+def _response(eigenvalues: Tensor, wr: Tensor, lb_rel: Tensor, horizon: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The linearised response to a constant relevant input over ``horizon`` steps, mode by
+    mode (gain ``(1 - λ^T) / (1 - λ)``, ``T`` where λ ≈ 1): per point the number of modes
+    that reach ``response_fraction`` of it (``modes [P, C, N]``, float64), the accuracy
+    ``1 - |partial - full| / |full|`` of the top-m response for m = 1..k (``[P, C, N, k]``,
+    Fig. 3f) and whether the response is finite (``[P, C, N]``)."""
+    s = eigenvalues.shape[-1]
+    lam = eigenvalues
+    near_one = (1 - lam).abs() < _FLOOR
+    gain = torch.where(near_one, torch.full_like(lam, horizon), (1 - lam**horizon) / torch.where(near_one, 1, 1 - lam))
+    partial = (wr * (lb_rel * gain).unsqueeze(-2)).cumsum(-1).real  # [P, C, N, O, S]: top-m modes kept
+    err = (partial - partial[..., -1:]).norm(dim=-2)
+    ok = err <= (1 - THRESHOLDS["response_fraction"]) * partial[..., -1].norm(dim=-1, keepdim=True)
+    finite = torch.isfinite(partial).all(-1).all(-1)
+    modes = torch.where(finite, 1 + ok.to(torch.uint8).argmax(-1), s).to(torch.float64)  # first m within 10%
+    accuracy = (1 - err / partial[..., -1].norm(dim=-1, keepdim=True).clamp_min(_FLOOR)).clamp(0, 1)[..., :k]
+    return modes, accuracy, finite
+
+
 def distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """L1 distance between scaffold vectors: ``u [N, D], v [M, D] -> [N, M]``."""
-    u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
-    return np.abs(u[:, None, :] - v[None, :, :]).sum(-1)
+    u, v = np.atleast_2d(np.asarray(u, dtype=np.float64)), np.atleast_2d(np.asarray(v, dtype=np.float64))
+    return cdist(u, v, "cityblock")
 
 
 # ---------------------------------------------------------------------- helpers

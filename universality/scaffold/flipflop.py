@@ -9,10 +9,10 @@ are simulated at zero input, batched over members x saddles x branches, until ev
 trajectory is within ``tol_arrival`` of a stable point (or ``max_steps`` pass: "none").
 A saddle is then an edge between the labels of the memories its branches reach.
 
-The scaffold is ``canonical`` (the issue's definition) when its memory graph is the
+The scaffold is ``canonical`` (docs/methods.md, "Flip-flop scaffold") when its memory graph is the
 K-cube: 2^K memories with all 2^K patterns, and index-1 saddles covering each of the
 K 2^(K - 1) cube edges (joining memories that differ in one bit) and no other edges.
-``full_cube`` additionally reports the complete cube of PAPER_NOTES 8.1: C(K, k) 2^(K - k)
+``full_cube`` additionally reports the complete cube (docs/methods.md): C(K, k) 2^(K - k)
 points of index k (27 for K = 3); higher-index saddles are the hardest points to find, so
 it depends more on the search budget than the memory graph does.
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from ..dynamics import FixedPoints
@@ -122,8 +123,8 @@ def compute(
 
 def distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """L1 distance (graph edits plus count differences): ``u [N, D], v [M, D] -> [N, M]``."""
-    u, v = np.atleast_2d(u), np.atleast_2d(v)
-    return np.abs(u[:, None, :] - v[None, :, :]).sum(-1)
+    u, v = np.atleast_2d(np.asarray(u, dtype=np.float64)), np.atleast_2d(np.asarray(v, dtype=np.float64))
+    return cdist(u, v, "cityblock")
 
 
 SPEC = ScaffoldSpec("flipflop", compute, distance)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from ripser import ripser
 from scipy.spatial import cKDTree
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import cdist, pdist
 from torch import Tensor
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def diagram_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     u, v = np.atleast_2d(np.asarray(u, dtype=np.float64)), np.atleast_2d(np.asarray(v, dtype=np.float64))
     if u.shape[1] != v.shape[1]:
         raise ValueError(f"fingerprints differ in length ({u.shape[1]} vs {v.shape[1]}); use the same n_top/maxdim")
-    return np.abs(u[:, None, :] - v[None, :, :]).max(-1)
+    return cdist(u, v, "chebyshev")
 
 
 def _as_cloud(states: Tensor | np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from .homology import n_long_lived, persistence
 
 log = logging.getLogger(__name__)
 
-#: The project's reading of PAPER_NOTES section 12, claim 4 (the paper states the sine
+#: The project's reading of the paper's sine claim (docs/methods.md, "Sine scaffold"; the paper states the sine
 #: scaffold qualitatively; these numbers are ours). A member is canonical when, over the
 #: task's inputs, at least 90 % have exactly one fixed point, unstable with a complex
 #: dominant pair; at least 90 % end on a limit cycle; the linearised frequency |arg lambda|
