@@ -72,6 +72,21 @@ def test_separability_claims_follow_the_distances():
     assert claims[0].n == 16
 
 
+def test_topology_must_also_fall_below_the_geometry_accuracy():
+    archs = ["vanilla", "gru", "lstm", "ugrnn"] * 6
+    x = np.arange(24.0)  # geometry: every nearest neighbour has another architecture (1-NN accuracy 0)
+    geometry = np.abs(x[:, None] - x[None])
+    y = x.copy()
+    y[4] = 0.1  # topology: members 0 and 4 (both vanilla) are each other's nearest neighbour
+    topology = np.abs(y[:, None] - y[None])
+    claims = {c.claim: c for c in separability_claims("flipflop", list(range(24)), geometry, topology,
+                                                        rows_for(archs, ["tanh"] * 24), n_permutations=50)}
+    topo = claims["topology_architecture"]
+    assert topo.value == pytest.approx(2 / 24) and claims["geometry_architecture"].value == 0.0
+    assert topo.value <= topo.detail["chance"] + THRESHOLDS["topology_margin_over_chance"]  # at chance ...
+    assert not topo.passed  # ... yet above the geometry accuracy: the claim does not hold
+
+
 def test_scaffold_claims_count_canonical_fractions_and_exclusions():
     rows = [member_row(i, "cdi", "vanilla" if i < 5 else "gru", "tanh", i not in (4, 9),
                        "trained" if i not in (4, 9) else "failed") for i in range(10)]
@@ -86,6 +101,33 @@ def test_scaffold_claims_count_canonical_fractions_and_exclusions():
     assert gru.value == 1.0 and gru.passed
     assert claims[("cdi_modes", "vanilla")].value == 1 and claims[("cdi_modes", "vanilla")].passed
     assert claims[("cdi_modes", "gru")].value == 3.5 and claims[("cdi_modes", "gru")].passed
+
+
+def test_claim_boundaries():
+    # exactly 90% canonical holds; exactly the minimum of 2 passed members is evaluated
+    rows = [member_row(i, "flipflop", "gru", "tanh") for i in range(10)]
+    rows += [member_row(10 + i, "flipflop", "lstm", "tanh") for i in range(2)]
+    scaffolds = {r.member: {"canonical": r.member != 0} for r in rows}
+    claims = {c.group: c for c in scaffold_claims("flipflop", rows, scaffolds)}
+    assert claims["gru/tanh"].value == 0.9 and claims["gru/tanh"].passed
+    assert claims["lstm/tanh"].n == 2 and claims["lstm/tanh"].passed and "note" not in claims["lstm/tanh"].detail
+    # gated networks need more than one mode: a gated median of exactly 1 fails
+    rows = [member_row(i, "cdi", arch, "tanh") for i, arch in enumerate(["vanilla"] * 3 + ["gru"] * 3)]
+    scaffolds = {r.member: {"canonical": True, "modes_90": 1} for r in rows}
+    modes = {c.group: c for c in scaffold_claims("cdi", rows, scaffolds) if c.claim == "cdi_modes"}
+    assert modes["vanilla"].passed and not modes["gru"].passed
+
+
+def test_geometry_needs_a_significant_permutation_test():
+    rng = np.random.default_rng(0)
+    archs = ["vanilla", "gru", "lstm", "ugrnn"] * 6
+    centres = {a: rng.normal(size=5) * 10 for a in set(archs)}
+    points = np.stack([centres[a] + rng.normal(size=5) for a in archs])
+    clustered = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    # 1-NN accuracy is perfect, but 50 permutations cannot give p < 0.01 (the least p is 1/51)
+    (geometry, _) = separability_claims("flipflop", list(range(24)), clustered, None, rows_for(archs, ["tanh"] * 24),
+                                        n_permutations=50)
+    assert geometry.value == 1.0 and geometry.detail["p_value"] == pytest.approx(1 / 51) and not geometry.passed
 
 
 def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):

@@ -87,6 +87,12 @@ def test_silhouette_of_a_hand_computed_example() -> None:
     assert silhouette(_clusters(3, [6, 7, 8])[0], _clusters(3, [6, 7, 8])[1]) > 0.5
 
 
+def test_permutation_test_counts_ties_as_hits() -> None:
+    # all distances equal: every relabelling ties with the observed statistic, so p = 1
+    d = 1.0 - np.eye(12)
+    assert permutation_test(d, np.repeat([0, 1, 2], 4), n_permutations=99) == 1.0
+
+
 def test_permutation_test_matches_naive_loop() -> None:
     d, labels = _clusters(4, [8, 8], spread=6.0)  # weak structure: p is neither 0 nor 1
     rng = np.random.default_rng(0)

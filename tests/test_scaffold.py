@@ -206,6 +206,50 @@ def test_a_monostable_unit_breaks_the_flipflop_scaffold():
     assert flipflop.distance(broken.vector, good.vector)[0, 0] == 4 + 8 + 5 + 1 + 8 + 4
 
 
+class BitAndDrift(Cell):
+    """Unit 0 is a flip-flop bit, h' = tanh(2 h + x) (memories at +-0.957, a saddle at 0).
+    Unit 1 is not read out: h' = h + 0.1 tanh(h) (h^2 - 1) / (1 + h^2), stable at 0, unstable
+    at +-1, drifting away beyond. The memory graph is the 1-cube (two memories, the saddle
+    (0, 0) between them) plus four index-1 points (+-0.957, +-1) that are no cube edge: one
+    branch returns to a memory, the other drifts away and reaches none."""
+
+    arch = "bitdrift"
+
+    def init_params(self, input_size, hidden_size, generator):
+        raise NotImplementedError
+
+    def drive(self, params, x):
+        return x
+
+    def recur(self, params, drive, state):
+        bit, drift = state[..., :1], state[..., 1:]
+        away = 0.1 * torch.tanh(drift) * (drift**2 - 1) / (1 + drift**2)
+        return torch.cat([torch.tanh(2 * bit + drive), drift + away], -1)
+
+
+def test_index1_points_off_the_cube_break_the_hypercube():
+    params = {"scale": torch.ones(1, dtype=F64), "readout.weight": torch.tensor([[[1.0, 0.0]]], dtype=F64),
+              "readout.bias": torch.zeros(1, 1, dtype=F64)}
+    pop = make_population(BitAndDrift(), make_task("flipflop", n_bits=1), 2, params)
+    grid = torch.tensor(list(itertools.product((-1.0, -0.1, 0.0, 0.1, 1.0), (-1.2, -1.0, -0.1, 0.0, 0.1, 1.0, 1.2))),
+                        dtype=F64)[None]
+    (scaffold,) = flipflop.compute(pop, find_fixed_points(pop, initial_states=grid),
+                                   flipflop.FlipFlopConfig(max_steps=300))
+    n = scaffold.numbers
+    assert n["n_stable"] == n["n_patterns"] == 2 and n["n_hypercube_edges"] == 1  # the 1-cube is all there
+    assert n["n_index1"] == 5 and n["n_other_edges"] == 4 and n["n_none_edges"] == 4
+    assert not n["hypercube"] and not scaffold.canonical  # but other edges are not allowed
+
+
+def test_a_memory_graph_missing_its_edge_is_no_hypercube():
+    # the search starts only at the two memories, so the saddle between them is not found
+    pop = bistable([[2.0]])
+    (s,) = flipflop.compute(pop, find_fixed_points(pop, initial_states=torch.tensor([[[-1.0], [1.0]]], dtype=F64)))
+    n = s.numbers
+    assert n["n_stable"] == n["n_patterns"] == 2 and n["n_other_edges"] == 0  # every memory, nothing extra ...
+    assert n["n_hypercube_edges"] == 0 and not s.canonical  # ... but the cube edge is missing
+
+
 def test_flipflop_needs_the_zero_input():
     pop = bistable([[2.0, 2.0]])
     fp = find_fixed_points(pop, conditions=torch.ones(1, 2), initial_states=box_states(1, 2, n=32))
@@ -237,6 +281,25 @@ def test_oscillator_has_one_unstable_spiral_and_a_limit_cycle_per_input():
     assert damped.numbers["corr"] > 0.999  # the linearised frequency still tracks w
     assert math.isnan(damped.numbers["median_cycle_freq_error"])
     np.testing.assert_allclose(damped.vector.reshape(-1, 5)[:, 1], 0.9, atol=1e-9)
+
+
+class LinearSpiral(Oscillator):
+    """h' = r R(w) h: the oscillator without its saturation. For r > 1 the origin is the same
+    unstable spiral (eigenvalues r e^{+-iw}), but trajectories grow without bound: no cycle."""
+
+    def recur(self, params, drive, h):
+        cos, sin = torch.cos(drive), torch.sin(drive)
+        rotated = torch.cat([cos * h[..., :1] - sin * h[..., 1:], sin * h[..., :1] + cos * h[..., 1:]], -1)
+        return params["r"].view(-1, 1, 1) * rotated
+
+
+def test_an_unstable_spiral_without_a_limit_cycle_is_not_canonical():
+    pop = oscillator([1.15])
+    pop = make_population(LinearSpiral(), SINE_TASK, 2, pop.params)
+    (s,) = sine.compute(pop, find_fixed_points(pop, initial_states=box_states(1, 2, n=16)), ONE_LOOP_CHECK)
+    assert s.numbers["frac_one_unstable_oscillatory"] == 1 and s.numbers["corr"] > 0.999  # the spiral is right
+    assert s.numbers["median_rel_error"] < 1e-9
+    assert s.numbers["frac_limit_cycle"] == 0 and not s.canonical  # but nothing oscillates stably
 
 
 def test_sine_needs_a_sine_task():

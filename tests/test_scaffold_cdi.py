@@ -99,6 +99,17 @@ def test_leaky_integrator_is_not_a_line_attractor():
     assert n["n_points_ctx0"] == n["n_points_ctx1"] == CONFIG.n_levels
 
 
+def test_an_integrator_of_both_streams_selects_nothing():
+    v = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    b_in = (GAIN * v).view(1, 1, 3, 1).expand(1, 2, 3, 2).clone()  # each context integrates both streams
+    pop = gated_population(torch.diag(torch.tensor([1.0, 0.5, 0.3], dtype=torch.float64))[None], b_in,
+                           v.view(1, 1, 3))
+    (sc,) = scaffold(pop)
+    n = sc.numbers
+    assert n["line_pc1"] > 1 - 1e-9 and n["top_eig"] == pytest.approx(1.0, abs=1e-12)  # a perfect line ...
+    assert n["selection_ratio"] == pytest.approx(1.0, rel=1e-9) and not sc.canonical  # ... that does not select
+
+
 def test_integration_spread_over_several_modes():
     eig = [1.0, 0.97, 0.95, 0.3]
     (sc,) = scaffold(diagonal_integrator(eig, [1.0, 1.0, 1.0, 0.0]))

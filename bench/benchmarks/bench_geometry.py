@@ -1,8 +1,7 @@
 """asv benchmarks: all-pairs representational distances, batched vs a per-pair Python loop.
 
 M = 2000 samples x U = 32 units per network, float64 compute. Every benchmark runs with one
-torch thread (the ``threads`` parameter): on the 2-core development VM, small ops with 2
-threads were far slower than with 1.
+torch thread (the ``threads`` parameter; docs/performance.md, "Threads").
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ def grid(full: list[T], ci: list[T]) -> list[T]:
     """Parameter values: ``full`` normally, ``ci`` under UNIVERSALITY_BENCH_CI=1."""
     return ci if CI else full
 
-#: Small recurrent ops are ~60x slower with 2 threads than with 1 on the 2-core CI
-#: machine kind; every benchmark runs single-threaded and records it.
+#: Every benchmark runs single-threaded and records it (docs/performance.md, "Threads").
 THREADS = 1
 
 
