@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import sklearn
+import torch
 from sklearn.manifold import MDS
 from sklearn.metrics import silhouette_score
 
