@@ -20,14 +20,17 @@ def test_train_then_members_json(tmp_path, capsys):
     assert main(["members", str(out), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 5
-    for key in ("member", "task", "arch", "activation", "hidden", "l2", "seed", "status", "loss", "score", "passed"):
+    for key in ("member", "task", "arch", "activation", "hidden", "l2", "seed", "status", "loss", "score", "passed",
+                "restarts"):
         assert all(key in r for r in rows), key
     assert [r["l2"] for r in rows[:4]] == [0.0, 0.0, 1e-4, 1e-4]
     assert rows[4]["arch"] == "vanilla" and rows[4]["activation"] == "relu" and rows[4]["task"] == "sine"
     assert {r["status"] for r in rows} <= {"trained", "failed", "diverged"}
     assert main(["members", str(out)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:3] == ["member", "task", "arch"] and len(table) == 6
+    assert table[0].split()[:3] == ["member", "task", "arch"] and "restarts" in table[0] and len(table) == 6
+    assert main(["verify", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 files with checksums checked, 0 damaged"
 
 
 @pytest.mark.parametrize(

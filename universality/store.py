@@ -383,15 +383,17 @@ class RunStore:
             raise RunError(f"{path}: {problem}; the run directory is damaged "
                            f"(`universality verify {self.path}` lists the damage)")
 
-    def damage(self) -> list[Damage]:
-        """Every weights file and recorded analysis file that is missing or no longer
-        matches its SHA-256 (files without a recorded checksum are not judged)."""
+    def damage(self, analysis: bool = True) -> list[Damage]:
+        """Every weights file and (with ``analysis``) recorded analysis file that is missing
+        or no longer matches its SHA-256 (files without a recorded checksum are not judged)."""
         out = []
         for shard in self.shards():
             info = self.shard_info(shard)
             problem = self._problem(info["file"], info["sha256"])
             if problem:
                 out.append(Damage("weights", info["file"], shard, problem))
+        if not analysis:
+            return out
         with self._connect() as db:
             try:
                 files = db.execute("SELECT path, sha256 FROM files ORDER BY path").fetchall()

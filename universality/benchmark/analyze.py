@@ -187,7 +187,7 @@ def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), devi
     """Every shard's states, fixed points and scaffolds (skipped when ``shards_done``,
     e.g. computed by worker processes), then geometry and topology per task."""
     root = analysis_dirs(store)
-    damaged = [d for d in store.damage() if d.kind == "weights"]
+    damaged = store.damage(analysis=False)
     if damaged:
         raise RunError(f"{store.path}: damaged weights ({'; '.join(map(str, damaged))}); `universality run` with "
                        "the run's preset retrains them from their seeds")

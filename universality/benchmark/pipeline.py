@@ -92,7 +92,7 @@ def repair_plan(store: RunStore, preset: Preset) -> set[str]:
     deterministic: the same seeds give the same weights). Damaged weights of a shard the
     preset does not define cannot be retrained: :class:`RunError`."""
     names = {s.name for s in preset.shards()}
-    damaged = {d.owner: d for d in store.damage() if d.kind == "weights"}
+    damaged = {d.owner: d for d in store.damage(analysis=False)}
     foreign = sorted(set(damaged) - names)
     if foreign:
         raise RunError(f"{store.path}: weights of shard(s) {', '.join(foreign)} are damaged and not part of preset "
