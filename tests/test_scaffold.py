@@ -59,9 +59,13 @@ class Oscillator(Cell):
         return params["a"].view(shape) * x + params["c"].view(shape)
 
     def recur(self, params, drive, h):
-        cos, sin = torch.cos(drive), torch.sin(drive)
-        rotated = torch.cat([cos * h[..., :1] - sin * h[..., 1:], sin * h[..., :1] + cos * h[..., 1:]], -1)
-        return params["r"].view(-1, 1, 1) * rotated / torch.sqrt(1 + h.square().sum(-1, keepdim=True))
+        return params["r"].view(-1, 1, 1) * rotate(h, drive) / torch.sqrt(1 + h.square().sum(-1, keepdim=True))
+
+
+def rotate(h, angle):
+    """``h [..., 2]`` rotated by ``angle [..., 1]``."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    return torch.cat([cos * h[..., :1] - sin * h[..., 1:], sin * h[..., :1] + cos * h[..., 1:]], -1)
 
 
 def to_new(params, h):
@@ -206,7 +210,7 @@ def test_a_monostable_unit_breaks_the_flipflop_scaffold():
     assert flipflop.distance(broken.vector, good.vector)[0, 0] == 4 + 8 + 5 + 1 + 8 + 4
 
 
-class BitAndDrift(Cell):
+class BitAndDrift(DiagonalTanh):
     """Unit 0 is a flip-flop bit, h' = tanh(2 h + x) (memories at +-0.957, a saddle at 0).
     Unit 1 is not read out: h' = h + 0.1 tanh(h) (h^2 - 1) / (1 + h^2), stable at 0, unstable
     at +-1, drifting away beyond. The memory graph is the 1-cube (two memories, the saddle
@@ -214,12 +218,6 @@ class BitAndDrift(Cell):
     branch returns to a memory, the other drifts away and reaches none."""
 
     arch = "bitdrift"
-
-    def init_params(self, input_size, hidden_size, generator):
-        raise NotImplementedError
-
-    def drive(self, params, x):
-        return x
 
     def recur(self, params, drive, state):
         bit, drift = state[..., :1], state[..., 1:]
@@ -288,9 +286,7 @@ class LinearSpiral(Oscillator):
     unstable spiral (eigenvalues r e^{+-iw}), but trajectories grow without bound: no cycle."""
 
     def recur(self, params, drive, h):
-        cos, sin = torch.cos(drive), torch.sin(drive)
-        rotated = torch.cat([cos * h[..., :1] - sin * h[..., 1:], sin * h[..., :1] + cos * h[..., 1:]], -1)
-        return params["r"].view(-1, 1, 1) * rotated
+        return params["r"].view(-1, 1, 1) * rotate(h, drive)
 
 
 def test_an_unstable_spiral_without_a_limit_cycle_is_not_canonical():

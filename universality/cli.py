@@ -253,7 +253,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_members(args: argparse.Namespace) -> int:
     rows = RunStore(args.run).members()
     if args.json:
-        print(json.dumps([{k: v for k, v in r.as_dict().items() if k != "metrics"} for r in rows], indent=1))
+        print(json.dumps([{"member": r.member, "shard": r.shard, "idx": r.idx,
+                           **{k: v for k, v in r.as_dict().items() if k != "metrics"}} for r in rows], indent=1))
         return 0
     print_members(rows)
     return 0

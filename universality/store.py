@@ -125,22 +125,17 @@ def cell_from_spec(spec: str) -> Cell:
 
 
 @dataclass(frozen=True)
-class MemberRow:
-    """One member of a run as the catalog records it. ``member`` is its id in the run,
-    ``idx`` its position in its shard's stacked weights; ``loss``/``score`` are None when
-    not finite; ``restarts`` counts divergence restarts in training (0 in catalogs written
-    before it was recorded); ``metrics`` holds the named scalars of :meth:`RunStore.set_metrics`."""
+class MemberRow(Member):
+    """One member of a run as the catalog records it: its configuration (the
+    :class:`~universality.population.Member` fields) and its outcome. ``member`` is its id
+    in the run, ``idx`` its position in its shard's stacked weights; ``loss``/``score`` are
+    None when not finite; ``restarts`` counts divergence restarts in training (0 in
+    catalogs written before it was recorded); ``metrics`` holds the named scalars of
+    :meth:`RunStore.set_metrics`."""
 
     member: int
     shard: str
     idx: int
-    task: str
-    arch: str
-    activation: str
-    hidden: int
-    l2: float
-    lr: float
-    seed: int
     status: str
     loss: float | None
     score: float | None
@@ -149,8 +144,9 @@ class MemberRow:
     restarts: int = 0
     metrics: dict[str, float | None] = field(default_factory=dict, compare=False)
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def spec(self) -> Member:
+        """The configuration alone, as a :class:`Population` takes it."""
+        return Member(*(getattr(self, f.name) for f in dataclasses.fields(Member)))
 
 
 _MEMBER_COLUMNS = tuple(f.name for f in dataclasses.fields(MemberRow) if f.name != "metrics")
@@ -284,13 +280,14 @@ class RunStore:
             next_id = db.execute("SELECT COALESCE(MAX(member) + 1, 0) FROM members").fetchone()[0]
             next_id = max(next_id, max(old, default=-1) + 1)
             ids = old[: len(population)] + list(range(next_id, next_id + len(population) - len(old)))
+            rows = [MemberRow(**dataclasses.asdict(m), member=ids[i], shard=shard, idx=i, status=result.status[i],
+                              loss=_nan_to_none(result.loss[i]), score=_nan_to_none(result.score[i]),
+                              passed=bool(result.passed[i]), steps=int(result.steps[i]), restarts=int(restarts[i]))
+                    for i, m in enumerate(population.members)]
             db.executemany(
                 f"INSERT INTO members ({', '.join(_MEMBER_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(_MEMBER_COLUMNS))})",
-                [(ids[i], shard, i, m.task, m.arch, m.activation, m.hidden, m.l2, m.lr, m.seed,
-                  result.status[i], _nan_to_none(result.loss[i]), _nan_to_none(result.score[i]),
-                  int(bool(result.passed[i])), int(result.steps[i]), int(restarts[i]))
-                 for i, m in enumerate(population.members)],
+                [tuple(getattr(r, c) for c in _MEMBER_COLUMNS) for r in rows],
             )
         if old_file is not None and old_file[0] != file:
             (self.path / old_file[0]).unlink(missing_ok=True)
@@ -446,7 +443,7 @@ class RunStore:
         if isinstance(cell, ModuleCell):
             cell.init_params(task.input_size, info["hidden"], torch.Generator().manual_seed(0))
         params = load_tensors(self.path / info["file"], info["sha256"])
-        members = [Member(r.task, r.arch, r.activation, r.hidden, r.l2, r.lr, r.seed) for r in self.members(shard)]
+        members = [r.spec() for r in self.members(shard)]
         try:
             pop = Population(cell, task, info["hidden"], members, params)
         except ValueError as err:
