@@ -148,9 +148,12 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     figures = {p.name for p in (out / "report" / "figures").iterdir()}
     assert "flipflop_trajectories.png" in figures and "flipflop_mds_svcca.png" in figures
     weights = {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
-    # resumes in one process: nothing retrained, and the same members as the worker processes made
+    analysis = {p: p.stat().st_mtime_ns for p in (out / "analysis").rglob("*.safetensors")}
+    assert len(analysis) == 2 * 3 + 2  # states, fixed points, scaffold per shard; geometry, topology per task
+    # resumes in one process: nothing retrained or recomputed, and the same members as the worker processes made
     assert main(["run", "--preset", str(preset), "--out", str(out), "--workers", "1"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == weights
+    assert {p: p.stat().st_mtime_ns for p in (out / "analysis").rglob("*.safetensors")} == analysis
     rows = RunStore(out).members()
     assert len(rows) == 4 and sum(r.passed for r in rows) >= 3
     assert main(["report", str(out)]) == 0
