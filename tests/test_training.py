@@ -65,3 +65,84 @@ def test_cosine_schedule_decays_to_the_floor():
     assert abs(config.lr_factor(51) - 0.55) < 1e-12
     assert abs(config.lr_factor(101) - 0.1) < 1e-12
     assert TrainConfig(lr_schedule="constant").lr_factor(500) == 1.0
+
+
+def test_one_member_equals_torch_adam_with_the_same_clipping():
+    """The hand-written per-member Adam + clipping is torch.optim.Adam + clip_grad_norm_."""
+    task = make_task("flipflop", n_time=12)
+    config = TrainConfig(steps=15, batch_size=6, eval_every=1000, clip=0.05, lr_schedule="cosine", seed=4)
+    pop = Population.create(make_cell("gru"), task, 6, [7], l2=0.01, lr=2e-2).to("cpu", torch.float64)
+    ref = {k: v.clone().requires_grad_(True) for k, v in pop.params.items()}
+    train(pop, config)
+
+    opt = torch.optim.Adam(list(ref.values()), lr=2e-2)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: config.lr_factor(s + 1))
+    twin = Population(pop.cell, task, 6, pop.members, ref)
+    gen = torch.Generator().manual_seed(config.seed)
+    for _ in range(config.steps):
+        trials = task.sample(config.batch_size, gen)
+        _, outputs = twin.run(trials.inputs)
+        penalty = sum(v.pow(2).sum() for k, v in ref.items() if "weight" in k)
+        loss = task.loss(outputs, trials).sum() + 0.01 * penalty
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(ref.values()), config.clip)
+        opt.step()
+        schedule.step()
+    for k, v in ref.items():
+        torch.testing.assert_close(pop.params[k], v.detach(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_member_trains_the_same_alone_as_with_shard_mates_that_stop_earlier():
+    """Compaction: members that passed or diverged leave the working set, and that changes
+    nothing, bit for bit, for the members still training."""
+    config = TrainConfig(steps=300, batch_size=16, eval_every=20, max_restarts=1)
+    seeds, lrs = [0, 1, 2], [1e-2, 1e35, 2e-2]
+    together = population(lrs, seeds=seeds, hidden=12)
+    result = train(together, config)
+    assert result.status[1] == DIVERGED
+    assert result.steps[0] != result.steps[2], "the test needs members that leave at different steps"
+    for i in (0, 2):
+        alone = population([lrs[i]], seeds=[seeds[i]], hidden=12)
+        r_alone = train(alone, config)
+        assert (r_alone.status[0], r_alone.steps[0]) == (result.status[i], result.steps[i])
+        for k in alone.params:
+            assert torch.equal(alone.params[k][0], together.params[k][i]), (k, i)
+
+
+def test_divergence_restarts_at_half_the_learning_rate_then_gives_up():
+    config = TrainConfig(steps=30, batch_size=8, eval_every=10, max_restarts=2)
+    result = train(population([3e-3, 1e35]), config)
+    assert result.restarts == [0, 2]
+    assert result.status[1] == DIVERGED
+    no_restart = train(population([3e-3, 1e35]), TrainConfig(steps=30, batch_size=8, eval_every=10, max_restarts=0))
+    assert no_restart.restarts == [0, 0] and no_restart.status[1] == DIVERGED
+    assert no_restart.steps[1] <= result.steps[1]
+
+
+def test_a_restart_recovers_a_member_whose_learning_rate_was_too_high():
+    """A ReLU network that diverges at its learning rate restarts at half of it, again and
+    again, until it trains with finite loss."""
+    def relu_population(lrs):
+        return Population.create(make_cell("vanilla", "relu"), make_task("flipflop"), 8, [0] * len(lrs), lr=lrs)
+
+    base = dict(steps=40, batch_size=8, eval_every=10, lr_schedule="constant")
+    lrs = [10.0**k for k in range(0, 36, 5)]
+    tried = train(relu_population(lrs), TrainConfig(**base, max_restarts=0))
+    bad = [lr for lr, s in zip(lrs, tried.status, strict=True) if s == DIVERGED]
+    assert bad and bad != lrs, tried.status  # some learning rates diverge, some do not
+    again = train(relu_population([min(bad)]), TrainConfig(**base, max_restarts=40))
+    assert again.restarts[0] >= 1 and again.status[0] != DIVERGED
+    assert all(torch.isfinite(torch.tensor(again.loss)))
+
+
+def test_members_still_improving_at_the_step_limit_continue():
+    task_pop = lambda lrs: population(lrs, hidden=8)  # noqa: E731
+    config = TrainConfig(steps=20, batch_size=16, eval_every=5, improve_window=1, min_improvement=0.01,
+                         extend_steps=15, lr_schedule="constant")
+    result = train(task_pop([3e-2, 1e-9]), config)
+    assert result.steps[0] > 20 and result.status[0] in (TRAINED, FAILED)
+    assert result.steps[1] == 20 and result.status[1] == FAILED  # lr 1e-9 does not improve by 1%
+    plain = train(task_pop([3e-2, 1e-9]), TrainConfig(steps=20, batch_size=16, eval_every=5, lr_schedule="constant"))
+    assert plain.steps == [20, 20]
+    assert TrainConfig(steps=10).lr_factor(25) == TrainConfig(steps=10).lr_factor(10)

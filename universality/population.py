@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .cells import Cell, Params
+from .cells.fused import Workspace
 from .tasks import Task
 
 READOUT_WEIGHT = "readout.weight"  # [P, O, H]
@@ -143,10 +144,26 @@ class Population:
 
         Returns ``states [P, B, T, S]`` and ``outputs [P, B, T, O]``. ``state`` is the
         initial state ``[P, B, S]`` (default zeros); ``params`` overrides
-        ``self.params`` (used by training).
+        ``self.params``.
         """
+        states, outputs = self.run_time_major(self.time_major(inputs), state, params)
+        return states.transpose(1, 2).contiguous(), outputs.transpose(1, 2).contiguous()
+
+    def run_time_major(
+        self, inputs: Tensor, state: Tensor | None = None, params: Params | None = None,
+        workspace: Workspace | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`run` in the cells' layout: ``inputs [P, T, B, I]`` -> ``states [P, T, B, S]``,
+        ``outputs [P, T, B, O]`` (what training differentiates: no transposes on the way).
+        ``workspace`` lets successive calls reuse buffers (see :class:`Workspace`)."""
         p = self.params if params is None else params
         cell_p = {k: v for k, v in p.items() if not k.startswith("readout.")}
+        h = self.initial_state(inputs.shape[2], inputs.dtype) if state is None else state
+        states = self.cell.scan(cell_p, inputs, h, workspace)
+        return states, self.readout(states, p)
+
+    def time_major(self, inputs: Tensor) -> Tensor:
+        """``[B, T, I]`` or ``[P, B, T, I]`` -> ``[P, T, B, I]`` on the population's device and dtype."""
         if inputs.dim() == 3:
             inputs = inputs.unsqueeze(0).expand(len(self), *inputs.shape)
         if inputs.dim() != 4 or inputs.shape[0] != len(self) or inputs.shape[-1] != self.task.input_size:
@@ -154,15 +171,8 @@ class Population:
                 f"inputs must be [B, T, I] or [P, B, T, I] with P={len(self)}, I={self.task.input_size}; "
                 f"got {tuple(inputs.shape)}"
             )
-        inputs = inputs.to(device=self.device, dtype=next(iter(cell_p.values())).dtype)
-        h = self.initial_state(inputs.shape[1], inputs.dtype) if state is None else state
-        drives = self.cell.drive(cell_p, inputs).unbind(2)  # T x [P, B, D]
-        states = []
-        for d in drives:
-            h = self.cell.recur(cell_p, d, h)
-            states.append(h)
-        stacked = torch.stack(states, dim=2)
-        return stacked, self.readout(stacked, p)
+        dtype = next(iter(self.cell_params.values())).dtype
+        return inputs.to(device=self.device, dtype=dtype).transpose(1, 2)
 
     # ------------------------------------------------------------------ bookkeeping
     def select(self, indices: Sequence[int]) -> Population:

@@ -33,7 +33,7 @@ def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.dev
     seeds while fewer than ``preset.min_passed`` passed) and save it in ``store``;
     ``cell`` overrides the built-in cell named by the shard (e.g. a user's ModuleCell)."""
     task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
-    config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size)
+    config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size, extend_steps=preset.extend_steps)
     cell = cell or make_cell(shard.arch, shard.activation)
     pops: list[Population] = []
     results: list[TrainResult] = []

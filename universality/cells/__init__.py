@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ACTIVATIONS as ACTIVATIONS
+from .activations import ACTIVATIONS as ACTIVATIONS
+from .activations import Activation as Activation
 from .base import Cell as Cell
 from .base import Params as Params
 from .gru import GRU as GRU

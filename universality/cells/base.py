@@ -20,27 +20,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from . import fused
+from .activations import get_activation
+
 Params = dict[str, Tensor]
-
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-}
-
-
-def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
-    """The elementwise nonlinearity called ``name`` (``tanh`` or ``relu``)."""
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
-        ) from None
 
 
 class Cell(ABC):
@@ -51,7 +38,9 @@ class Cell(ABC):
 
     def __init__(self, activation: str = "tanh") -> None:
         self.activation = activation
-        self.act = activation_fn(activation)
+        act = get_activation(activation)
+        self.act = act.fn
+        self.act_grad = act.derivative  # f'(x) as a function of f(x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(activation={self.activation!r})"
@@ -84,12 +73,28 @@ class Cell(ABC):
         cost O(S^2) per state instead of autodiff's O(S^3)."""
         return None
 
-    def act_derivative(self, pre: Tensor, out: Tensor) -> Tensor:
-        """The activation's derivative at ``pre`` (``out = act(pre)``), as autograd defines it
-        (ReLU: 0 at 0)."""
-        if self.activation == "tanh":
-            return 1 - out * out
-        return (pre > 0).to(pre.dtype)
+    def kernel(self) -> fused.Kernel | None:
+        """The fused recurrence of a built-in cell family (see :mod:`.fused`), or None:
+        :meth:`scan` then runs :meth:`recur` step by step under autograd."""
+        return None
+
+    def scan(self, params: Params, x: Tensor, state: Tensor, workspace: fused.Workspace | None = None) -> Tensor:
+        """The cell over a sequence: inputs ``x [P, T, B, I]`` (time-major), initial
+        ``state [P, B, S]`` -> states ``[P, T, B, S]``. Built-in cells run their fused
+        kernel (analytic backward; ``workspace`` reuses its buffers across calls); other
+        cells step :meth:`recur` under autograd."""
+        kernel = self.kernel()
+        if kernel is not None:
+            return fused.scan(kernel, params, x, state, workspace)
+        return self.scan_stepwise(params, x, state)
+
+    def scan_stepwise(self, params: Params, x: Tensor, state: Tensor) -> Tensor:
+        """:meth:`scan` as a loop over :meth:`recur` (autograd's reference for the kernels)."""
+        states = []
+        for d in self.drive(params, x).unbind(1):
+            state = self.recur(params, d, state)
+            states.append(state)
+        return torch.stack(states, dim=1)
 
 
 def linear_drive(weight: Tensor, bias: Tensor, x: Tensor) -> Tensor:

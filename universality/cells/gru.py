@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import fused
+from .activations import get_activation
 from .base import (
     Cell,
     Params,
@@ -43,6 +45,9 @@ class GRU(Cell):
     def drive(self, params: Params, x: Tensor) -> Tensor:
         return linear_drive(params["weight_ih"], params["bias_ih"], x)
 
+    def kernel(self) -> fused.Kernel:
+        return fused.GRUKernel(get_activation(self.activation))
+
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         gh = recurrent_term(params["weight_hh"], params["bias_hh"], state)
         xr, xz, xn = drive.chunk(3, dim=-1)
@@ -61,7 +66,7 @@ class GRU(Cell):
         z = torch.sigmoid(xz + hz)
         n_pre = xn + r * hn
         n = self.act(n_pre)
-        dn = (1 - z) * self.act_derivative(n_pre, n)
+        dn = (1 - z) * self.act_grad(n)
         scales = torch.stack([dn * hn * r * (1 - r), (state - n) * z * (1 - z), dn * r], dim=-2)
         jac = scaled_blocks(scales, params["weight_hh"])
         jac.diagonal(dim1=-2, dim2=-1).add_(z)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import fused
+from .activations import get_activation
 from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
 
 
@@ -40,6 +42,9 @@ class LSTM(Cell):
     def drive(self, params: Params, x: Tensor) -> Tensor:
         return linear_drive(params["weight_ih"], params["bias_ih"], x)
 
+    def kernel(self) -> fused.Kernel:
+        return fused.LSTMKernel(get_activation(self.activation))
+
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         h, c = state.chunk(2, dim=-1)
         gates = drive + recurrent_term(params["weight_hh"], params["bias_hh"], h)
@@ -59,8 +64,8 @@ class LSTM(Cell):
         g = self.act(g_pre)
         c_new = f * c + i * g
         a = self.act(c_new)
-        k = o * self.act_derivative(c_new, a)
-        dc = torch.stack([g * i * (1 - i), c * f * (1 - f), i * self.act_derivative(g_pre, g), torch.zeros_like(o)], -2)
+        k = o * self.act_grad(a)
+        dc = torch.stack([g * i * (1 - i), c * f * (1 - f), i * self.act_grad(g), torch.zeros_like(o)], -2)
         dh = k.unsqueeze(-2) * dc
         dh[..., 3, :] = a * o * (1 - o)
         p, b, hidden = h.shape

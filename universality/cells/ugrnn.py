@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import fused
+from .activations import get_activation
 from .base import (
     Cell,
     Params,
@@ -46,6 +48,9 @@ class UGRNN(Cell):
     def drive(self, params: Params, x: Tensor) -> Tensor:
         return linear_drive(params["weight_ih"], params["bias_ih"], x)
 
+    def kernel(self) -> fused.Kernel:
+        return fused.UGRNNKernel(get_activation(self.activation))
+
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         pre = drive + recurrent_term(params["weight_hh"], params["bias_hh"], state)
         u_pre, c_pre = pre.chunk(2, dim=-1)
@@ -58,7 +63,7 @@ class UGRNN(Cell):
         pre = drive + recurrent_term(params["weight_hh"], params["bias_hh"], state)
         u_pre, c_pre = pre.chunk(2, dim=-1)
         u, c = torch.sigmoid(u_pre), self.act(c_pre)
-        scales = torch.stack([(state - c) * u * (1 - u), (1 - u) * self.act_derivative(c_pre, c)], dim=-2)
+        scales = torch.stack([(state - c) * u * (1 - u), (1 - u) * self.act_grad(c)], dim=-2)
         jac = scaled_blocks(scales, params["weight_hh"])
         jac.diagonal(dim1=-2, dim2=-1).add_(u)
         return c + u * (state - c), jac

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import fused
+from .activations import get_activation
 from .base import Cell, Params, fan_in_normal, linear_drive, recurrent_term, stacked_recurrent
 
 
@@ -31,6 +33,9 @@ class Vanilla(Cell):
     def drive(self, params: Params, x: Tensor) -> Tensor:
         return linear_drive(params["weight_ih"], params["bias_ih"], x)
 
+    def kernel(self) -> fused.Kernel:
+        return fused.VanillaKernel(get_activation(self.activation))
+
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         return self.act(drive + recurrent_term(params["weight_hh"], params["bias_hh"], state))
 
@@ -38,4 +43,4 @@ class Vanilla(Cell):
         # J = diag(f'(a)) W_hh
         pre = drive + recurrent_term(params["weight_hh"], params["bias_hh"], state)
         out = self.act(pre)
-        return out, self.act_derivative(pre, out).unsqueeze(-1) * params["weight_hh"].unsqueeze(1)
+        return out, self.act_grad(out).unsqueeze(-1) * params["weight_hh"].unsqueeze(1)
