@@ -3,6 +3,8 @@ dedup and permutation properties, and the trained 3-bit flip-flop scaffold."""
 
 import itertools
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +22,10 @@ from universality.dynamics import (
     deduplicate,
     find_fixed_points,
     jacobians,
+    sample_initial_states,
 )
 from universality.population import Member, Population
+from universality.store import RunStore
 from universality.tasks import make_task
 from universality.training import TrainConfig, train
 
@@ -179,6 +183,118 @@ def test_diagonal_tanh_has_all_27_points_with_their_indices():
             # the diagonal Jacobian is w (1 - h'^2) per unit
             lam = w[m].numpy() * (1 - found**2)
             assert match(np.sort(fp.eigenvalues[m, c][keep].real.numpy(), -1), np.sort(lam, -1)).max() < 1e-9
+
+
+def test_saddle_search_finds_all_27_points_from_states_near_the_8_attractors():
+    pop, w, u = diagonal_tanh(1)
+    cond = torch.zeros(1, 3, dtype=torch.float64)
+    roots = [tanh_roots(float(w[0, j]), 0.0) for j in range(3)]
+    attractors = torch.tensor(list(itertools.product(*[(r[0], r[2]) for r in roots])), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    init = (attractors.repeat(8, 1) + 0.01 * torch.randn(64, 3, generator=gen, dtype=torch.float64)).unsqueeze(0)
+    # Without the pair round every candidate falls back into its own attractor: the saddles
+    # come from the search between stable points, not from the noise.
+    alone = find_fixed_points(pop, conditions=cond, initial_states=init, config=FixedPointConfig(max_pairs=0))
+    assert alone.counts.item() == 8
+    fp = find_fixed_points(pop, conditions=cond, initial_states=init)
+    keep = fp.mask[0, 0]
+    assert keep.sum() == 27 and fp.fixed[0, 0][keep].all()
+    expected = np.array(list(itertools.product(*roots)))
+    index = np.array([sum(k == 1 for k in ks) for ks in itertools.product(range(3), repeat=3)])
+    found = fp.points[0, 0][keep].numpy()
+    cost = np.abs(expected[:, None] - found[None]).max(-1)
+    rows, cols = linear_sum_assignment(cost)
+    assert cost[rows, cols].max() < 1e-10
+    np.testing.assert_array_equal(fp.index[0, 0][keep].numpy()[cols], index[rows])
+    assert (fp.neutral_dim[0, 0][keep] == 0).all()
+
+
+class LineTimesBistable(Cell):
+    """h'_0 = h_0 (every h_0 is fixed: a neutral line), h'_j = tanh(w_j h_j) for j > 0, plus U x."""
+
+    arch = "line"
+
+    def init_params(self, input_size, hidden_size, generator):
+        raise NotImplementedError
+
+    def drive(self, params, x):
+        return torch.einsum("p...i,psi->p...s", x, params["U"])
+
+    def recur(self, params, drive, state):
+        return torch.cat([state[..., :1], torch.tanh(params["w"].unsqueeze(1)[..., 1:] * state[..., 1:])], -1) + drive
+
+
+def test_a_line_of_fixed_points_is_one_continuum_not_copies():
+    p, k = 2, 64
+    params = {"A": torch.diag(torch.tensor([1.0, 0.5, -0.3], dtype=torch.float64)).expand(p, 3, 3).clone(),
+              "B": torch.zeros(p, 3, 3, dtype=torch.float64), "b": torch.zeros(p, 3, dtype=torch.float64)}
+    pop = population(Affine(), 3, params)  # fixed points: the whole h_0 axis
+    init = torch.randn(p, k, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fp = find_fixed_points(pop, initial_states=init)
+    assert fp.counts.eq(1).all()
+    assert fp.neutral_dim[fp.mask].eq(1).all()
+    assert torch.equal(fp.cluster_size[fp.mask], fp.status_counts[:, 0, 0])  # every candidate (and pair seed)
+    # LM steps have no component along the null direction: every candidate keeps its h_0,
+    # so the continuum's extent is the spread of the initial h_0 (along the line).
+    spread = init[..., 0].amax(-1) - init[..., 0].amin(-1)
+    torch.testing.assert_close(fp.extent[:, 0, 0], spread, atol=1e-8, rtol=0)
+    assert fp.summary()[0]["continua"] == 1
+    assert (spread > 100 * fp.config["tol_unique"]).all()  # so without merging: copies along the line
+
+
+def test_parallel_lines_are_separate_continua_with_their_indices():
+    w = torch.tensor([[0.0, 3.0]], dtype=torch.float64)  # unit 0 neutral, unit 1 bistable
+    pop = population(LineTimesBistable(), 2, {"w": w, "U": torch.zeros(1, 2, 3, dtype=torch.float64)})
+    init = 2 * torch.rand(1, 96, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 1
+    fp = find_fixed_points(pop, conditions=torch.zeros(1, 3), initial_states=init)
+    keep = fp.mask[0, 0]
+    assert keep.sum() == 3  # the lines h_1 = -a, 0, a
+    assert fp.neutral_dim[0, 0][keep].eq(1).all() and (fp.extent[0, 0][keep] > 0.5).all()
+    assert sorted(fp.index[0, 0][keep].tolist()) == [0, 0, 1]
+    assert fp.cluster_size[0, 0][keep].sum() == fp.status_counts[0, 0, 0]
+
+
+REFERENCE_RUN = Path(__file__).resolve().parents[1] / "reference_results" / "run"
+
+
+def gradient_search_roots(pop: Population, init: torch.Tensor, iters: int = 3000) -> list[torch.Tensor]:
+    """An independent search (bench/recall_reference.py): float64 Adam on each candidate's q
+    (lr 1e-2), 8 Newton steps, roots certified at residual 1e-10 with sigma_min(J - I) >= 1e-8,
+    deduplicated at 1e-3; per member ``[n, S]``, at zero input."""
+    params = {k: v.double() for k, v in pop.cell_params.items()}
+    x = torch.zeros(*init.shape[:2], pop.task.input_size, dtype=torch.float64)
+    h = init.clone().requires_grad_(True)
+    opt = torch.optim.Adam([h], lr=1e-2)
+    for _ in range(iters):
+        opt.zero_grad()
+        (0.5 * (pop.step(x, h, params) - h).square().sum()).backward()
+        opt.step()
+    h, eye = h.detach(), torch.eye(init.shape[-1], dtype=torch.float64)
+    for _ in range(8):
+        f, jac, _ = jacobians(pop, h, x, params)
+        step = torch.linalg.lstsq(jac - eye, (h - f).unsqueeze(-1)).solution.squeeze(-1)
+        h = torch.where(torch.isfinite(step).all(-1, keepdim=True), h + step, h)
+    f, jac, _ = jacobians(pop, h, x, params)
+    residual = (f - h).abs().amax(-1).nan_to_num(math.inf)
+    certified = (residual <= 1e-10) & (torch.linalg.svdvals(jac - eye)[..., -1] >= 1e-8)
+    rep, _ = deduplicate(h, certified, residual, 1e-3)
+    return [h[m][rep[m]] for m in range(len(h))]
+
+
+@pytest.mark.parametrize("shard, rows", [("flipflop-vanilla-tanh-h32", [0, 1]), ("flipflop-gru-relu-h32", [6])])
+def test_every_root_a_gradient_search_certifies_on_reference_networks_is_found(shard, rows):
+    """Members where the LM search alone missed roots (vanilla/tanh: index-2 and index-3
+    saddles; GRU/ReLU member 6: a stable point), same initial states for both searches."""
+    torch.set_num_threads(1)
+    pop = RunStore(REFERENCE_RUN).load_population(shard).select(rows)
+    init = sample_initial_states(pop, FixedPointConfig(n_initial=512))
+    roots = gradient_search_roots(pop, init)
+    fp = find_fixed_points(pop, conditions=torch.zeros(1, 3), initial_states=init)
+    for m, found in enumerate(roots):
+        ours = fp.points[m, 0][fp.mask[m, 0]]
+        assert len(found) >= 16  # the reference search itself works
+        missed = (torch.cdist(found, ours, p=math.inf) >= 1e-3).all(-1)
+        assert not missed.any(), f"{shard} member {rows[m]}: {int(missed.sum())} of {len(found)} roots missed"
 
 
 @pytest.mark.parametrize("arch", ["vanilla", "gru", "lstm", "ugrnn"])

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from universality.cells import make_cell
 from universality.cells.base import Cell
-from universality.dynamics import find_fixed_points
+from universality.dynamics import FixedPointConfig, find_fixed_points
 from universality.geometry import distance as geometry_distance
 from universality.population import Member, Population
 from universality.scaffold import distance_matrix, flipflop, sine
@@ -240,12 +240,17 @@ def test_index1_points_off_the_cube_break_the_hypercube():
 
 
 def test_a_memory_graph_missing_its_edge_is_no_hypercube():
-    # the search starts only at the two memories, so the saddle between them is not found
+    # the search starts only at the two memories and, without the round between stable
+    # points, does not find the saddle between them
     pop = bistable([[2.0]])
-    (s,) = flipflop.compute(pop, find_fixed_points(pop, initial_states=torch.tensor([[[-1.0], [1.0]]], dtype=F64)))
+    init = torch.tensor([[[-1.0], [1.0]]], dtype=F64)
+    (s,) = flipflop.compute(pop, find_fixed_points(pop, initial_states=init, config=FixedPointConfig(max_pairs=0)))
     n = s.numbers
     assert n["n_stable"] == n["n_patterns"] == 2 and n["n_other_edges"] == 0  # every memory, nothing extra ...
     assert n["n_hypercube_edges"] == 0 and not s.canonical  # ... but the cube edge is missing
+    # the targeted saddle search (default) seeds the segment between them and restores the edge
+    (s,) = flipflop.compute(pop, find_fixed_points(pop, initial_states=init))
+    assert s.numbers["n_hypercube_edges"] == 1 and s.canonical and s.numbers["n_continua"] == 0
 
 
 def test_flipflop_needs_the_zero_input():

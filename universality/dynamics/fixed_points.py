@@ -22,12 +22,14 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from ..population import Population
 from .linearise import eigendecompose, float64_params, jacobians, stability_index, state_jacobians
+from .recall import continua, pair_seeds
 from .result import STATUSES, FixedPoints
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,30 @@ class FixedPointConfig:
     * ``max_rows = 2**20``: one Jacobian pass feeds at most this many rows (members x
       candidates x (S + 1)) to ``population.step`` (memory bound); the other candidates
       wait and enter as earlier ones finish.
+    * Gradient phase: before LM, every candidate takes ``gradient_iters = 100`` Adam steps
+      on its own q (learning rate ``gradient_lr = 1e-2`` in state units, its own moment
+      estimates, so its path depends on nothing else in the batch), and keeps the better
+      (lower q) of its initial and final state. LM from the raw states converges to the
+      root of the basin it starts in; descending q first moves candidates into the basins
+      gradient searches reach. On the stored reference GRU/ReLU flip-flop networks, LM
+      alone (with the pair round below) missed a stable point that 100 Adam steps first
+      recover (``bench/recall_reference.py``). ``gradient_iters = 0`` turns it off.
+    * Targeted saddle search (a second LM round): the certified stable points of each
+      member and condition found by the first round are paired (``max_pairs = 64``
+      closest pairs; 28 for the 8 memories of a 3-bit flip-flop) and each pair seeds
+      candidates at ``pair_fractions = (0.5, 0.4, 0.6)`` of the segment between them,
+      plus noise of ``pair_noise = 0.02`` times the pair's distance (per coordinate,
+      /sqrt(S)). Saddles between attractors sit there (a flip-flop's index-k saddles at
+      the midpoints of memories differing in k bits); on the stored reference flip-flop
+      networks the first round alone missed 14% of the roots a float64 Adam search
+      certifies from the same initial states (``bench/recall_reference.py``).
+      ``max_pairs = 0`` turns the round off.
+    * Continua: a kept point whose smallest singular value of J - I is <= ``tol_neutral
+      = 1e-8`` has a neutral direction (saturated gates give ~1e-12; isolated points of
+      the reference networks have sigma_min >= 1e-5, see docs/architecture.md). Neutral
+      points joined by a slow segment (q <= tol_slow at 1/4, 1/2, 3/4 of it) are one
+      continuum, reported once (its best-residual point) with ``neutral_dim`` (singular
+      values <= tol_neutral there) and ``extent`` (largest distance between its points).
     """
 
     n_initial: int = 1024
@@ -91,13 +117,29 @@ class FixedPointConfig:
     tol_stationary: float = 1e-8
     tol_unstable: float = 0.0
     max_rows: int = 2**20
+    gradient_iters: int = 100
+    gradient_lr: float = 1e-2
+    max_pairs: int = 64
+    pair_fractions: tuple[float, ...] = (0.5, 0.4, 0.6)
+    pair_noise: float = 0.02
+    tol_neutral: float = 1e-8
 
     def __post_init__(self) -> None:
         for name in ("n_initial", "n_trials", "max_iters", "max_rows", "stall_window", "bucket_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"FixedPointConfig.{name} must be a positive int, got {value!r}")
-        for name in ("tol_fixed", "tol_slow", "tol_unique", "max_damping", "tol_stationary"):
+        for name in ("max_pairs", "gradient_iters"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"FixedPointConfig.{name} must be an int >= 0, got {value!r}")
+        if not (math.isfinite(self.gradient_lr) and self.gradient_lr > 0):
+            raise ValueError(f"FixedPointConfig.gradient_lr must be a finite number > 0, got {self.gradient_lr!r}")
+        if not self.pair_fractions or not all(0 < t < 1 for t in self.pair_fractions):
+            raise ValueError(f"FixedPointConfig.pair_fractions must lie in (0, 1), got {self.pair_fractions!r}")
+        if not (math.isfinite(self.pair_noise) and self.pair_noise >= 0):
+            raise ValueError(f"FixedPointConfig.pair_noise must be >= 0, got {self.pair_noise!r}")
+        for name in ("tol_fixed", "tol_slow", "tol_unique", "max_damping", "tol_stationary", "tol_neutral"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"FixedPointConfig.{name} must be a finite number > 0, got {value!r}")
@@ -109,7 +151,8 @@ class FixedPointConfig:
             raise ValueError(f"FixedPointConfig.tol_unstable must be >= 0, got {self.tol_unstable!r}")
 
     def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        """The settings, JSON-shaped (tuples as lists, so a saved config compares equal)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 # ---------------------------------------------------------------------- public API
@@ -169,22 +212,28 @@ def find_fixed_points(
     cond = cond.to(device=dev, dtype=torch.float64)
 
     params = float64_params(pop)
-    x = cond[None, :, None].expand(p_count, c_count, k_count, i_size).reshape(p_count, -1, i_size)
+    x = cond[None, :, None].expand(p_count, c_count, k_count, i_size)
+    start = _gradient_phase(pop, params, x.reshape(p_count, -1, i_size), init.reshape(p_count, -1, s), config)
     with torch.no_grad():
-        h = _levenberg_marquardt(pop, params, x, init.reshape(p_count, -1, s), config)
-        r = pop.step(x, h, params) - h
-    residual = r.abs().amax(-1).nan_to_num(math.inf)
-    q = (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
-    status = torch.full_like(residual, UNCONVERGED, dtype=torch.long)
-    status[q <= config.tol_slow] = SLOW
-    status[residual <= config.tol_fixed] = FIXED
-    status = status.view(p_count, c_count, k_count)
-    status_counts = torch.stack([(status == k).sum(-1) for k in range(len(STATUSES))], dim=-1)
+        h = _levenberg_marquardt(pop, params, x.reshape(p_count, -1, i_size), start, config)
+        h = h.view(p_count, c_count, k_count, s)
+        if config.max_pairs > 0:  # targeted saddle search: a second round from between stable points
+            seeds = _seeds_between_stable_points(pop, params, h, cond, config)  # [P, C, K2, S]
+            k2 = seeds.shape[2]
+            x2 = cond[None, :, None].expand(p_count, c_count, k2, i_size)
+            h2 = _levenberg_marquardt(pop, params, x2.reshape(p_count, -1, i_size), seeds.reshape(p_count, -1, s),
+                                      config)
+            h = torch.cat([h, h2.view(p_count, c_count, k2, s)], dim=2)
+            init = torch.cat([init, seeds], dim=2)
+            x = cond[None, :, None].expand(p_count, c_count, h.shape[2], i_size)
+        residual, q = _residuals(pop, params, x, h)
+    candidate = torch.isfinite(init).all(-1)  # [P, C, K'] (padding seeds are NaN and not candidates)
+    status = _classify(residual, q, config)
+    status_counts = torch.stack([((status == k) & candidate).sum(-1) for k in range(len(STATUSES))], dim=-1)
     log.info("fixed-point candidates: %s", dict(zip(STATUSES, status_counts.sum((0, 1)).tolist(), strict=True)))
 
-    keep = status <= (SLOW if config.include_slow else FIXED)
-    h = h.view(p_count, c_count, k_count, s)
-    rep, size = deduplicate(h, keep, residual.view(p_count, c_count, k_count), config.tol_unique)
+    keep = candidate & (status <= (SLOW if config.include_slow else FIXED))
+    rep, size = deduplicate(h, keep, residual, config.tol_unique)
     return _linearise(pop, params, h, rep, size, cond, status_counts, config)
 
 
@@ -209,7 +258,130 @@ def deduplicate(points: Tensor, keep: Tensor, score: Tensor, tol: float) -> tupl
     return rep.view(*lead, k), size.view(*lead, k)
 
 
+def _residuals(pop: Population, params: dict[str, Tensor], x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Max-norm residual and q of ``h [P, C, K, S]`` at ``x [P, C, K, I]`` (inf where not finite)."""
+    p, c, k, s = h.shape
+    r = (pop.step(x.reshape(p, c * k, -1), h.reshape(p, c * k, s), params) - h.reshape(p, c * k, s)).view(p, c, k, s)
+    return r.abs().amax(-1).nan_to_num(math.inf), (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
+
+
+def _classify(residual: Tensor, q: Tensor, config: FixedPointConfig) -> Tensor:
+    """FIXED / SLOW / UNCONVERGED per candidate (``[...]`` int64)."""
+    status = torch.full_like(residual, UNCONVERGED, dtype=torch.long)
+    status[q <= config.tol_slow] = SLOW
+    status[residual <= config.tol_fixed] = FIXED
+    return status
+
+
+def _gradient_phase(pop: Population, params: dict[str, Tensor], x: Tensor, h: Tensor,
+                    config: FixedPointConfig) -> Tensor:
+    """``config.gradient_iters`` Adam steps on each candidate's own q: ``x [P, N, I]``,
+    ``h [P, N, S]`` -> ``[P, N, S]``, the lower-q of each candidate's start and end.
+
+    The loss is the sum of the candidates' q, so every coordinate's gradient and Adam
+    moments are its own candidate's (the path of a candidate depends on nothing else in
+    the batch). A candidate whose q becomes non-finite keeps its start.
+    """
+    if config.gradient_iters == 0:
+        return h
+    start = h.detach()
+    with torch.no_grad():
+        q0 = (0.5 * (pop.step(x, start, params) - start).square().sum(-1)).nan_to_num(math.inf)
+    moving = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([moving], lr=config.gradient_lr)
+    with torch.enable_grad():
+        for _ in range(config.gradient_iters):
+            q = 0.5 * (pop.step(x, moving, params) - moving).square().sum(-1)
+            opt.zero_grad(set_to_none=True)
+            torch.where(torch.isfinite(q), q, 0.0).sum().backward()
+            opt.step()
+    end = moving.detach()
+    with torch.no_grad():
+        q1 = (0.5 * (pop.step(x, end, params) - end).square().sum(-1)).nan_to_num(math.inf)
+    return torch.where((q1 < q0).unsqueeze(-1) & torch.isfinite(end).all(-1, keepdim=True), end, start)
+
+
+def _seeds_between_stable_points(pop: Population, params: dict[str, Tensor], h: Tensor, cond: Tensor,
+                                 config: FixedPointConfig) -> Tensor:
+    """Second-round candidates ``[P, C, K2, S]`` (NaN rows: none) between the unique
+    certified stable points of each member and condition among the first round's ``h [P, C, K, S]``."""
+    p, c, k, s = h.shape
+    x = cond[None, :, None].expand(p, c, k, cond.shape[-1])
+    residual, _ = _residuals(pop, params, x, h)
+    rep, _ = deduplicate(h, residual <= config.tol_fixed, residual, config.tol_unique)
+    n = max(int(rep.sum(-1).max()), 1)
+    slot = torch.argsort((~rep).to(torch.int8), dim=-1, stable=True)[..., :n]  # [P, C, N]
+    mask = rep.gather(-1, slot)
+    points = torch.where(mask.unsqueeze(-1), h.gather(2, slot.unsqueeze(-1).expand(p, c, n, s)), 0.0)
+    inputs = cond[None, :, None].expand(p, c, n, cond.shape[-1]).reshape(p, c * n, -1)
+    _, jac = state_jacobians(pop, params, points.reshape(p, c * n, s), inputs)
+    stable = mask & (stability_index(torch.linalg.eigvals(jac), config.tol_unstable).view(p, c, n) == 0)
+    seeds = pair_seeds(points.reshape(p * c, n, s), stable.reshape(p * c, n), config.pair_fractions,
+                       config.pair_noise, config.max_pairs, config.seed + 1)
+    return seeds.view(p, c, -1, s)
+
+
 # ---------------------------------------------------------------------- the solver
+@dataclass
+class _Candidates:
+    """Per-candidate LM state of P members x N candidates: ``h [P, N, S]`` and ``[P, N]``
+    fields ``q`` (1/2 |r|^2), ``mu`` (damping; NaN until set from the first Jacobian),
+    ``nu`` (damping growth after a rejected step), ``q_ref`` (q at the last stall check),
+    ``active`` and ``age`` (LM iterations taken)."""
+
+    h: Tensor
+    q: Tensor
+    mu: Tensor
+    nu: Tensor
+    q_ref: Tensor
+    active: Tensor
+    age: Tensor
+
+    @classmethod
+    def start(cls, h: Tensor, r: Tensor, tol_fixed: float) -> _Candidates:
+        """Fresh state at ``h`` with residual ``r`` (a non-finite or certified start is inactive)."""
+        q = (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
+        active = torch.isfinite(q) & (r.abs().amax(-1) > tol_fixed)
+        return cls(h, q, torch.full_like(q, math.nan), torch.full_like(q, 2.0), q.clone(), active,
+                   torch.zeros_like(q, dtype=torch.long))
+
+    def _fields(self) -> list[Tensor]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+    def members(self, rows: Tensor) -> _Candidates:
+        """The state of members ``rows`` (a copy)."""
+        return _Candidates(*(t.index_select(0, rows) for t in self._fields()))
+
+    def put_members(self, rows: Tensor, part: _Candidates) -> None:
+        """Write ``part`` (from :meth:`members`) back at ``rows``."""
+        for whole, value in zip(self._fields(), part._fields(), strict=True):
+            whole.index_copy_(0, rows, value)
+
+    def slots(self, idx: Tensor) -> _Candidates:
+        """Candidates ``idx [P, W]`` of every member (a copy)."""
+        return _Candidates(*(_take(t, idx) for t in self._fields()))
+
+    def put_slots(self, idx: Tensor, part: _Candidates) -> None:
+        """Write ``part`` (from :meth:`slots`) back at ``idx``."""
+        for whole, value in zip(self._fields(), part._fields(), strict=True):
+            whole.scatter_(1, idx.view(*idx.shape, *([1] * (whole.dim() - 2))).expand_as(value), value)
+
+
+class _StepOutcome(NamedTuple):
+    """What the stop rules need from one LM step, each ``[P, W]``: the max-norm residual
+    after it, whether q was stationary (the residual orthogonal to the range of J - I: a
+    slow point) and the largest diagonal of A^T A (the damping's scale)."""
+
+    residual_max: Tensor
+    stationary: Tensor
+    diag_max: Tensor
+
+
+def _take(t: Tensor, idx: Tensor) -> Tensor:
+    """``t [P, N, ...]`` at candidates ``idx [P, W]`` -> ``[P, W, ...]``."""
+    return t.gather(1, idx.view(*idx.shape, *([1] * (t.dim() - 2))).expand(*idx.shape, *t.shape[2:]))
+
+
 def _levenberg_marquardt(pop: Population, params: dict[str, Tensor], x: Tensor, h: Tensor,
                          config: FixedPointConfig) -> Tensor:
     """Per-candidate LM on r(h) = F(h) - h of ``pop`` with its float64 ``params``:
@@ -226,17 +398,10 @@ def _levenberg_marquardt(pop: Population, params: dict[str, Tensor], x: Tensor, 
     """
     p, n, s = h.shape
     h = h.clone()
-    r = pop.step(x, h, params) - h
-    q = (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
-    mu = torch.full_like(q, math.nan)  # per-candidate damping, set from the first Jacobian
-    nu = torch.full_like(q, 2.0)
-    q_ref = q.clone()  # q at the last stall check
-    active = torch.isfinite(q) & (r.abs().amax(-1) > config.tol_fixed)
-    age = torch.zeros_like(q, dtype=torch.long)  # LM iterations each candidate has taken
-    state = (h, q, mu, nu, q_ref, active, age)
+    state = _Candidates.start(h, pop.step(x, h, params) - h, config.tol_fixed)
     sweeps = 0
     while True:
-        counts = active.sum(1)
+        counts = state.active.sum(1)
         if int(counts.max()) == 0:
             break
         sweeps += 1
@@ -246,68 +411,67 @@ def _levenberg_marquardt(pop: Population, params: dict[str, Tensor], x: Tensor, 
             if width == 0:
                 break  # members are sorted by count: the remaining buckets are idle too
             sub = {k: v.index_select(0, rows) for k, v in params.items()}
-            fields = [t.index_select(0, rows) for t in state]
-            _lm_iteration(pop, sub, x.index_select(0, rows), *fields, width=width, config=config)
-            for whole, part in zip(state, fields, strict=True):
-                whole.index_copy_(0, rows, part)
-    log.debug("LM: %d sweeps, %d candidate iterations", sweeps, int(age.sum()))
-    return h
+            group = state.members(rows)
+            _lm_iteration(pop, sub, x.index_select(0, rows), group, width=width, config=config)
+            state.put_members(rows, group)
+    log.debug("LM: %d sweeps, %d candidate iterations", sweeps, int(state.age.sum()))
+    return state.h
 
 
-def _lm_iteration(pop: Population, params: dict[str, Tensor], x: Tensor, h: Tensor, q: Tensor, mu: Tensor,
-                  nu: Tensor, q_ref: Tensor, active: Tensor, age: Tensor, *, width: int,
+def _lm_iteration(pop: Population, params: dict[str, Tensor], x: Tensor, state: _Candidates, *, width: int,
                   config: FixedPointConfig) -> None:
     """One LM iteration of the first ``width`` active candidates of each member of
-    ``params`` (a subset of ``pop``'s members), updating ``h [P, N, S]`` and the
-    per-candidate ``q, mu, nu, q_ref, active, age [P, N]`` in place."""
-    p, _, s = h.shape
+    ``params`` (a subset of ``pop``'s members; ``x [P, N, I]``), updating ``state`` in place."""
     # Compact: each member's active candidates first, then any padding (inactive rows).
-    idx = torch.argsort((~active).to(torch.int8), dim=1, stable=True)[:, :width]
-    idx_s = idx.unsqueeze(-1).expand(p, width, s)
-    on = active.gather(1, idx)
-    ha, xa = h.gather(1, idx_s), x.gather(1, idx.unsqueeze(-1).expand(p, width, x.shape[-1]))
-    qa, mua, nua, refa = q.gather(1, idx), mu.gather(1, idx), nu.gather(1, idx), q_ref.gather(1, idx)
-    agea = age.gather(1, idx) + on.long()
+    idx = torch.argsort((~state.active).to(torch.int8), dim=1, stable=True)[:, :width]
+    part = state.slots(idx)
+    part.age += part.active.long()
+    outcome = _lm_step(pop, params, _take(x, idx), part, config.tol_stationary)
+    _apply_stop_rules(part, outcome, config)
+    state.put_slots(idx, part)
 
-    fa, a = state_jacobians(pop, params, ha, xa)
+
+def _lm_step(pop: Population, params: dict[str, Tensor], x: Tensor, part: _Candidates,
+             tol_stationary: float) -> _StepOutcome:
+    """Propose the damped Gauss-Newton step of every active candidate of ``part`` (at
+    ``x [P, W, I]``) and accept it where q falls (Nielsen's damping update), in place."""
+    fa, a = state_jacobians(pop, params, part.h, x)
     a.diagonal(dim1=-2, dim2=-1).sub_(1)  # A = J - I (in place: the Jacobian is ours)
-    ra = fa - ha
+    ra = fa - part.h
     grad = (a.mT @ ra.unsqueeze(-1)).squeeze(-1)
     hess = a.mT @ a
     diag = hess.diagonal(dim1=-2, dim2=-1)
     diag_max = diag.amax(-1)
-    # q is stationary where the residual is orthogonal to the range of J - I: a slow point.
-    stationary = grad.norm(dim=-1) <= config.tol_stationary * diag.sum(-1).sqrt() * ra.norm(dim=-1)
-    mua = torch.where(torch.isnan(mua), 1e-3 * diag_max.clamp_min(1e-12), mua)
-    diag.add_(mua.unsqueeze(-1))  # hess + mu I
+    stationary = grad.norm(dim=-1) <= tol_stationary * diag.sum(-1).sqrt() * ra.norm(dim=-1)
+    mu = torch.where(torch.isnan(part.mu), 1e-3 * diag_max.clamp_min(1e-12), part.mu)
+    diag.add_(mu.unsqueeze(-1))  # hess + mu I
     chol, info = torch.linalg.cholesky_ex(hess)
     d = torch.linalg.solve_triangular(chol, -grad.unsqueeze(-1), upper=False)
     d = torch.linalg.solve_triangular(chol.mT, d, upper=True).squeeze(-1)
-    h_new = ha + d
-    r_new = pop.step(xa, h_new, params) - h_new
+    h_new = part.h + d
+    r_new = pop.step(x, h_new, params) - h_new
     q_new = (0.5 * r_new.square().sum(-1)).nan_to_num(math.inf)
 
-    accept = on & (info == 0) & (q_new < qa) & torch.isfinite(d).all(-1)
-    predicted = (0.5 * (d * (mua.unsqueeze(-1) * d - grad)).sum(-1)).clamp_min(torch.finfo(h.dtype).tiny)
-    rho = (qa - q_new) / predicted
+    accept = part.active & (info == 0) & (q_new < part.q) & torch.isfinite(d).all(-1)
+    predicted = (0.5 * (d * (mu.unsqueeze(-1) * d - grad)).sum(-1)).clamp_min(torch.finfo(d.dtype).tiny)
+    rho = (part.q - q_new) / predicted
     shrink = (1 - (2 * rho - 1) ** 3).clamp(min=1 / 3).nan_to_num(1 / 3)
-    mua = torch.where(accept, mua * shrink, mua * nua)
-    nua = torch.where(accept, torch.full_like(nua, 2.0), 2 * nua)
-    ha = torch.where(accept.unsqueeze(-1), h_new, ha)
-    ra = torch.where(accept.unsqueeze(-1), r_new, ra)
-    qa = torch.where(accept, q_new, qa)
-    stalled = mua > config.max_damping * (1 + diag_max)
-    on = on & (ra.abs().amax(-1) > config.tol_fixed) & ~stalled & ~stationary & (agea < config.max_iters)
-    check = agea % config.stall_window == 0  # crawling: q fell by less than stall_factor over the window
-    on = on & ~(check & (qa > config.stall_factor * refa))
-    q_ref.scatter_(1, idx, torch.where(check, qa, refa))
-    age.scatter_(1, idx, agea)
+    part.mu = torch.where(accept, mu * shrink, mu * part.nu)
+    part.nu = torch.where(accept, torch.full_like(part.nu, 2.0), 2 * part.nu)
+    part.h = torch.where(accept.unsqueeze(-1), h_new, part.h)
+    part.q = torch.where(accept, q_new, part.q)
+    return _StepOutcome(torch.where(accept, r_new.abs().amax(-1), ra.abs().amax(-1)), stationary, diag_max)
 
-    h.scatter_(1, idx_s, ha)
-    q.scatter_(1, idx, qa)
-    mu.scatter_(1, idx, mua)
-    nu.scatter_(1, idx, nua)
-    active.scatter_(1, idx, on)
+
+def _apply_stop_rules(part: _Candidates, outcome: _StepOutcome, config: FixedPointConfig) -> None:
+    """Deactivate candidates of ``part`` that are certified, stationary, over-damped, out of
+    iterations, or crawling (q fell by less than ``stall_factor`` over the last window)."""
+    stalled = part.mu > config.max_damping * (1 + outcome.diag_max)
+    part.active = (part.active & (outcome.residual_max > config.tol_fixed) & ~stalled & ~outcome.stationary
+                   & (part.age < config.max_iters))
+    check = part.age % config.stall_window == 0
+    part.active = part.active & ~(check & (part.q > config.stall_factor * part.q_ref))
+    part.q_ref = torch.where(check, part.q, part.q_ref)
 
 
 # ---------------------------------------------------------------------- dedup
@@ -347,7 +511,8 @@ def _linearise(
     status_counts: Tensor,
     config: FixedPointConfig,
 ) -> FixedPoints:
-    """Pad the representatives to ``[P, C, N, S]`` (candidate order) and linearise them."""
+    """Pad the representatives to ``[P, C, N, S]`` (candidate order), merge continua
+    (:func:`~universality.dynamics.recall.continua`) and linearise them."""
     p, c, k, s = h.shape
     n = int(rep.sum(-1).max()) if rep.numel() else 0
     slot = torch.argsort((~rep).to(torch.int8), dim=-1, stable=True)[..., :n]  # [P, C, N]
@@ -361,23 +526,38 @@ def _linearise(
     r = (f - points.reshape(p, c * n, s)).view(p, c, n, s)
     jac, jac_x = jac.view(p, c, n, s, s), jac_x.view(p, c, n, s, i)
     eye = torch.eye(s, dtype=jac.dtype, device=jac.device)
-    sigma = torch.linalg.svdvals(jac - eye)[..., -1]
+    singular = torch.linalg.svdvals(jac - eye)  # [P, C, N, S] descending
+    neutral_dim = (singular <= config.tol_neutral).sum(-1) * mask
+    # Continua: one representative each (its best residual), summed cluster sizes, extent.
+    residual = r.abs().amax(-1)
+    label = continua(pop, params, points, cond[None].expand(p, c, i), mask & (neutral_dim > 0), config.tol_slow)
+    same = (label.unsqueeze(-1) == label.unsqueeze(-2)) & mask.unsqueeze(-1) & mask.unsqueeze(-2)  # [P, C, N, N]
+    if n > 0:
+        best = torch.where(same, residual.unsqueeze(-2), math.inf).argmin(-1)  # best slot of each point's continuum
+        mask = mask & (best == torch.arange(n, device=best.device))
+    cluster = torch.where(same, cluster.unsqueeze(-2), 0).sum(-1) * mask
+    extent = torch.zeros_like(residual)  # [P, C, N]: the diameter of each continuum's points
+    if n > 0:
+        farthest = torch.where(same, torch.cdist(points, points), 0.0).amax(-1)  # within its continuum
+        extent = torch.where(same, farthest.unsqueeze(-2), 0.0).amax(-1) * mask
     values, right, left = eigendecompose(jac)
     index = stability_index(values, config.tol_unstable)
-    residual = r.abs().amax(-1)
     fields = {
         "points": points, "mask": mask, "fixed": mask & (residual <= config.tol_fixed),
-        "residual": residual, "q": 0.5 * r.square().sum(-1), "sigma_min": sigma, "cluster_size": cluster,
-        "index": index, "eigenvalues": values, "right": right, "left": left, "jacobian": jac,
-        "input_jacobian": jac_x,
+        "residual": residual, "q": 0.5 * r.square().sum(-1), "sigma_min": singular[..., -1], "cluster_size": cluster,
+        "neutral_dim": neutral_dim, "extent": extent, "index": index, "eigenvalues": values, "right": right,
+        "left": left, "jacobian": jac, "input_jacobian": jac_x,
     }
     # Stable points first (padded slots last), candidate order within an index.
     order = torch.where(mask, index, s + 1).argsort(dim=-1, stable=True)
+    n_kept = int(mask.sum(-1).max()) if mask.numel() else 0
+    order = order[..., :n_kept]
+    kept = mask.gather(2, order)
     out = {}
     for name, value in fields.items():
-        idx = order.view(p, c, n, *([1] * (value.dim() - 3))).expand_as(value)
+        idx = order.view(p, c, n_kept, *([1] * (value.dim() - 3))).expand(p, c, n_kept, *value.shape[3:])
         value = value.gather(2, idx)
-        pad = mask.gather(2, order).view(p, c, n, *([1] * (value.dim() - 3)))
+        pad = kept.view(p, c, n_kept, *([1] * (value.dim() - 3)))
         out[name] = torch.where(pad, value, torch.zeros((), dtype=value.dtype, device=value.device)).cpu()
     return FixedPoints(**out, conditions=cond.cpu(), status_counts=status_counts.cpu(), config=config.as_dict())
 

@@ -33,7 +33,11 @@ class FixedPoints:
     (max-norm of F(h*) - h*, re-evaluated in float64), ``q [P, C, N]`` (1/2 ||F - h||^2),
     ``sigma_min [P, C, N]`` (smallest singular value of J - I; residual / sigma_min bounds
     the distance to the true root to first order), ``cluster_size [P, C, N]`` (candidates
-    that converged to the point), ``index [P, C, N]`` (stability index, #|lambda| > 1),
+    that converged to the point, or to any point of its continuum), ``neutral_dim [P, C,
+    N]`` (int64: singular values of J - I <= ``tol_neutral``; > 0 marks a continuum of
+    fixed or slow points, reported once), ``extent [P, C, N]`` (float64: the largest
+    Euclidean distance between the found points of the continuum, 0 for an isolated
+    point; a lower bound of its true extent), ``index [P, C, N]`` (stability index, #|lambda| > 1),
     ``eigenvalues [P, C, N, S]`` (complex, |lambda| descending), ``right [P, C, N, S, S]``
     (columns: right eigenvectors), ``left [P, C, N, S, S]`` (rows: left eigenvectors,
     ``left @ right = I``), ``jacobian [P, C, N, S, S]`` (dF/dh), ``input_jacobian
@@ -49,6 +53,8 @@ class FixedPoints:
     q: Tensor
     sigma_min: Tensor
     cluster_size: Tensor
+    neutral_dim: Tensor
+    extent: Tensor
     index: Tensor
     eigenvalues: Tensor
     right: Tensor
@@ -95,8 +101,9 @@ class FixedPoints:
 
     def summary(self) -> list[dict[str, Any]]:
         """Per member: ``count`` (unique points over all conditions), ``stable`` (index 0),
-        ``index_counts`` ({str(index): count}), ``max_residual``, ``min_sigma``, and
-        ``candidates`` ({status: count} over all candidates)."""
+        ``continua`` (points with a neutral direction, one per continuum), ``index_counts``
+        ({str(index): count}), ``max_residual``, ``min_sigma``, and ``candidates``
+        ({status: count} over all candidates)."""
         rows = []
         for i in range(self.n_members):
             keep = self.mask[i]
@@ -106,6 +113,7 @@ class FixedPoints:
             sigma = self.sigma_min[i][keep]
             rows.append({
                 "count": int(keep.sum()),
+                "continua": int((self.neutral_dim[i][keep] > 0).sum()),
                 "stable": int((index == 0).sum()),
                 "index_counts": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
                 "max_residual": float(residual.max()) if len(residual) else float("nan"),
@@ -128,7 +136,9 @@ class FixedPoints:
         return cls(points=torch.zeros(p, c, 0, s, dtype=f64), mask=torch.zeros(p, c, 0, dtype=torch.bool),
                    fixed=torch.zeros(p, c, 0, dtype=torch.bool), residual=torch.zeros(p, c, 0, dtype=f64),
                    q=torch.zeros(p, c, 0, dtype=f64), sigma_min=torch.zeros(p, c, 0, dtype=f64),
-                   cluster_size=torch.zeros(p, c, 0, dtype=torch.int64), index=torch.zeros(p, c, 0, dtype=torch.int64),
+                   cluster_size=torch.zeros(p, c, 0, dtype=torch.int64),
+                   neutral_dim=torch.zeros(p, c, 0, dtype=torch.int64), extent=torch.zeros(p, c, 0, dtype=f64),
+                   index=torch.zeros(p, c, 0, dtype=torch.int64),
                    eigenvalues=torch.zeros(p, c, 0, s, dtype=cplx), right=torch.zeros(p, c, 0, s, s, dtype=cplx),
                    left=torch.zeros(p, c, 0, s, s, dtype=cplx), jacobian=torch.zeros(p, c, 0, s, s, dtype=f64),
                    input_jacobian=torch.zeros(p, c, 0, s, i, dtype=f64), conditions=conditions.to(f64),
@@ -173,4 +183,7 @@ class FixedPoints:
             raise ValueError(f"{path}: not a fixed-points file (format {meta.get('format')!r})")
         fields = {name: torch.complex(tensors[name + ".real"], tensors[name + ".imag"]) for name in _COMPLEX}
         fields.update({k: v for k, v in tensors.items() if "." not in k})
+        # files written before continua were reported: every point isolated
+        fields.setdefault("neutral_dim", torch.zeros_like(fields["cluster_size"]))
+        fields.setdefault("extent", torch.zeros_like(fields["residual"]))
         return cls(**fields, config=json.loads(meta["config"]))

@@ -13,7 +13,8 @@ saturates). The line of context c is the union of its points over all levels. On
 over members x contexts x points:
 
 * ``line_pc1``: variance explained by the first principal component of the points (0 when
-  fewer than 3 points: two points are trivially collinear);
+  fewer than 3 points: two points are trivially collinear), a continuum of points entering
+  as its representative and its two ends along its neutral direction;
 * ``top_eig`` / ``second_eig``: median |lambda_1| / |lambda_2| of the Jacobian over the points;
 * ``alignment``: median |cos| between the slow right eigenvector r_1 and that PC1;
 * selection (Mante et al. 2013): the readout gain per unit input that the slow mode
@@ -31,8 +32,8 @@ Invariance of ``Scaffold.vector``: eigenvalues, the selection gains and ratio an
 ``modes_90`` are invariant under any invertible affine change of state coordinates (W r_k
 and l_k B are); ``line_pc1`` (and ``alignment``, which is not in the vector) under
 orthogonal changes and permutations of units (exactly where the points found are
-isolated, e.g. one per probe input; along an exact continuum, up to which points the
-max-norm deduplication keeps).
+isolated, e.g. one per probe input; an exact continuum, sigma_min(J - I) <= tol_neutral,
+enters as its one representative point, see :class:`~universality.dynamics.FixedPoints`).
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def line_statistics(
     mask = mask if keep is None else mask & keep
     eigenvalues, right, left, input_jacobian = map(group, (fp.eigenvalues, fp.right, fp.left, fp.input_jacobian))
     n_points = mask.sum(-1)
-    line_pc1, pc1 = _first_component(points, mask)
+    line_pc1, pc1 = _first_component(*_with_continua(points, mask, *map(group, (fp.jacobian, fp.extent,
+                                                                                 fp.neutral_dim))))
 
     absval = eigenvalues.abs()  # [P, C, N, S], descending
     second = absval[..., 1] if s > 1 else torch.zeros_like(absval[..., 0])
@@ -274,6 +276,21 @@ def _first_component(points: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     total = values.sum(-1)
     ratio = torch.where((mask.sum(-1) >= 3) & (total > 0), values[..., -1] / total.clamp_min(1e-300), 0.0)
     return ratio, vectors[..., -1]
+
+
+def _with_continua(points: Tensor, mask: Tensor, jacobian: Tensor, extent: Tensor,
+                   neutral_dim: Tensor) -> tuple[Tensor, Tensor]:
+    """``points [P, C, N, S]`` and ``mask [P, C, N]`` plus, for each continuum (a point with
+    ``neutral_dim > 0``), its two ends along its neutral direction: the representative
+    +- extent / 2 times the null right singular vector of J - I (``jacobian [P, C, N, S,
+    S]``). A continuum arrives as one point (see ``FixedPoints``); its ends let the line's
+    principal component see it as the segment it is. Returns ``[P, C, 3N, S]``, ``[P, C, 3N]``."""
+    continuum = mask & (neutral_dim > 0)
+    eye = torch.eye(points.shape[-1], dtype=points.dtype, device=points.device)
+    safe = torch.where(continuum[..., None, None], jacobian.to(points.dtype) - eye, eye)  # no SVD of padding
+    direction = torch.linalg.svd(safe).Vh[..., -1, :]  # [P, C, N, S]: the neutral direction
+    half = (extent.to(points.dtype) / 2).unsqueeze(-1) * direction
+    return torch.cat([points, points + half, points - half], 2), torch.cat([mask, continuum, continuum], 2)
 
 
 def _scaffold(stats: dict[str, Tensor], i: int) -> Scaffold:

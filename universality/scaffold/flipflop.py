@@ -16,6 +16,10 @@ K 2^(K - 1) cube edges (joining memories that differ in one bit) and no other ed
 points of index k (27 for K = 3); higher-index saddles are the hardest points to find, so
 it depends more on the search budget than the memory graph does.
 
+A continuum of fixed points (a neutral direction, e.g. saturated gates) arrives as one
+representative point (see :class:`~universality.dynamics.FixedPoints`): it is counted once,
+labelled and linked like any point, and ``n_continua`` counts them.
+
 The signature ``vector`` is ``[counts per index 0..K and > K (K + 2), upper triangle with
 diagonal of the 2^K x 2^K memory-graph adjacency counts, saddles with a "none" end (1),
 pattern presence (2^K)]``; the distance is L1 (edit counts), so members with the full
@@ -71,6 +75,7 @@ def compute(
     mask = fixed_points.mask[:, c] & fixed_points.fixed[:, c]  # certified points only, never slow points
     p, n, _ = points.shape
     stable, saddle = mask & (index == 0), mask & (index == 1)
+    continuum = mask & (fixed_points.neutral_dim[:, c] > 0)  # each one point (its representative)
 
     readout_params = {name: v.detach().to(torch.float64) for name, v in population.params.items()}
     with torch.no_grad():
@@ -109,6 +114,7 @@ def compute(
         numbers["n_hypercube_edges"] = int((on_cube[m] > 0).sum())
         numbers["n_other_edges"] = int(counts[m, 1] - on_cube[m].sum())
         numbers["n_none_edges"] = int(n_none[m])
+        numbers["n_continua"] = int(continuum[m].sum())
         hypercube = (
             numbers["n_stable"] == numbers["n_patterns"] == n_nodes
             and numbers["n_hypercube_edges"] == n_edges

@@ -2,9 +2,10 @@
 
 For each frequency's static input x_j (the task's conditions, target w_j):
 
-* **Linearised dynamics.** The number of (certified) fixed points, and the dominant eigenvalue
-  lambda (largest |lambda|) of the most unstable point: for the canonical scaffold the
-  only point, an unstable spiral whose linearised frequency |arg lambda| tracks w_j.
+* **Linearised dynamics.** The number of (certified) fixed points (a continuum counts
+  once), and the dominant eigenvalue lambda (largest |lambda|) of the most unstable point:
+  for the canonical scaffold the only point, an unstable spiral whose linearised
+  frequency |arg lambda| tracks w_j.
 * **Autonomous trajectory.** Every member runs at every input at once (float64) from a
   small seeded kick off the zero state for ``n_transient + n_measure`` steps; on the last
   ``n_measure`` steps the readout y(t) is measured: its frequency (peak of the
