@@ -59,10 +59,10 @@ def test_training_loss_gradient_with_per_member_l2_equals_autograd(arch):
         leaves = {k: v.clone().requires_grad_(True) for k, v in pop.params.items()}
         if plain:
             cell_p = {k: v for k, v in leaves.items() if not k.startswith("readout.")}
-            states = pop.cell.scan_stepwise(cell_p, pop.time_major(trials.inputs), pop.initial_state(4, torch.float64))
+            states = pop.cell.scan_stepwise(cell_p, pop.as_time_major(trials.inputs), pop.initial_state(4, torch.float64))
             outputs = pop.readout(states, leaves)
         else:
-            _, outputs = pop.run_time_major(pop.time_major(trials.inputs), params=leaves)
+            _, outputs = pop.run_time_major(pop.as_time_major(trials.inputs), params=leaves)
         penalty = sum(v.pow(2).flatten(1).sum(1) for k, v in leaves.items() if "weight" in k)
         loss = task.loss(outputs.transpose(1, 2), trials) + l2 * penalty
         return torch.autograd.grad(loss.sum(), list(leaves.values()))

@@ -146,7 +146,7 @@ class Population:
         initial state ``[P, B, S]`` (default zeros); ``params`` overrides
         ``self.params``.
         """
-        states, outputs = self.run_time_major(self.time_major(inputs), state, params)
+        states, outputs = self.run_time_major(self.as_time_major(inputs), state, params)
         return states.transpose(1, 2).contiguous(), outputs.transpose(1, 2).contiguous()
 
     def run_time_major(
@@ -162,7 +162,7 @@ class Population:
         states = self.cell.scan(cell_p, inputs, h, workspace)
         return states, self.readout(states, p)
 
-    def time_major(self, inputs: Tensor) -> Tensor:
+    def as_time_major(self, inputs: Tensor) -> Tensor:
         """``[B, T, I]`` or ``[P, B, T, I]`` -> ``[P, T, B, I]`` on the population's device and dtype."""
         if inputs.dim() == 3:
             inputs = inputs.unsqueeze(0).expand(len(self), *inputs.shape)

@@ -216,7 +216,7 @@ class _Trainer:
         cfg = self.config
         trials = self.pop.task.sample(cfg.batch_size, trials_gen).to(self.pop.device)
         leaves = {k: v.detach().requires_grad_(True) for k, v in self.work.params.items()}
-        inputs = self.work_pop.time_major(trials.inputs)
+        inputs = self.work_pop.as_time_major(trials.inputs)
         _, outputs = self.work_pop.run_time_major(inputs, params=leaves, workspace=self.workspace)
         loss = self.pop.task.loss(outputs.transpose(1, 2), trials) + self.work_l2 * l2_penalty(leaves)
         grads = dict(zip(leaves, torch.autograd.grad(loss.sum(), list(leaves.values())), strict=True))

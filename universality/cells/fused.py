@@ -35,9 +35,8 @@ class Kernel(ABC):
     """Forward and backward of one cell family's recurrence (shapes as in :func:`scan`).
 
     Every per-step operation writes into preallocated buffers (``out=`` or in place): at
-    the sizes of these networks, allocating a fresh tensor per operation cost more than
-    the arithmetic (measured on CPU: 340 us for an allocating ``1 - s`` on a [16, 64, 128]
-    slice, 10-20 us for the same written into a buffer)."""
+    the sizes of these networks, allocating a fresh tensor per operation costs more than
+    the arithmetic (docs/performance.md, "Training")."""
 
     def __init__(self, act: Activation) -> None:
         self.act = act
@@ -263,8 +262,8 @@ class _Scan(torch.autograd.Function):
 class Workspace:
     """Buffers reused by successive :func:`scan` calls of the same shapes.
 
-    Fresh multi-megabyte buffers cost page faults on every step (measured on CPU: a
-    population training step took 1.5-2x as long when every buffer was new). A workspace
+    Fresh multi-megabyte buffers cost page faults on every step (docs/performance.md,
+    "Training"). A workspace
     serves one forward/backward at a time: the states it returns are overwritten by the
     next call (autograd's version counters catch a backward run after that)."""
 
