@@ -59,7 +59,8 @@ def test_training_loss_gradient_with_per_member_l2_equals_autograd(arch):
         leaves = {k: v.clone().requires_grad_(True) for k, v in pop.params.items()}
         if plain:
             cell_p = {k: v for k, v in leaves.items() if not k.startswith("readout.")}
-            states = pop.cell.scan_stepwise(cell_p, pop.as_time_major(trials.inputs), pop.initial_state(4, torch.float64))
+            x, h0 = pop.as_time_major(trials.inputs), pop.initial_state(4, torch.float64)
+            states = pop.cell.scan_stepwise(cell_p, x, h0)
             outputs = pop.readout(states, leaves)
         else:
             _, outputs = pop.run_time_major(pop.as_time_major(trials.inputs), params=leaves)

@@ -19,7 +19,7 @@ from torch import Tensor
 class Activation:
     """An elementwise nonlinearity and its derivative, both ways the code needs them.
 
-    * ``fn(x)``, and ``fn_(x)`` in place;
+    * ``fn(x)``, ``fn_(x)`` in place, and ``fn_out(x, out)`` into a buffer;
     * ``derivative(y) = fn'(x)`` where ``y = fn(x)``;
     * ``backward(grad, y, out)``: ``out = grad * fn'(x)`` without allocating (the fused
       backward through time), using torch's own backward kernels.
@@ -28,8 +28,17 @@ class Activation:
     name: str
     fn: Callable[[Tensor], Tensor]
     fn_: Callable[[Tensor], Tensor]
+    fn_out: Callable[[Tensor, Tensor], Tensor]
     derivative: Callable[[Tensor], Tensor]
     backward: Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _tanh_out(x: Tensor, out: Tensor) -> Tensor:
+    return torch.tanh(x, out=out)
+
+
+def _relu_out(x: Tensor, out: Tensor) -> Tensor:
+    return torch.clamp_min(x, 0, out=out)
 
 
 def _tanh_derivative(y: Tensor) -> Tensor:
@@ -51,8 +60,8 @@ def _relu_backward(grad: Tensor, y: Tensor, out: Tensor) -> Tensor:
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("tanh", torch.tanh, torch.tanh_, _tanh_derivative, _tanh_backward),
-        Activation("relu", torch.relu, torch.relu_, _relu_derivative, _relu_backward),
+        Activation("tanh", torch.tanh, torch.tanh_, _tanh_out, _tanh_derivative, _tanh_backward),
+        Activation("relu", torch.relu, torch.relu_, _relu_out, _relu_derivative, _relu_backward),
     )
 }
 
