@@ -140,9 +140,6 @@ class _State:
     t: Tensor
     lr: Tensor
 
-    def tensors(self) -> dict[str, dict[str, Tensor] | Tensor]:
-        return {"params": self.params, "m1": self.m1, "m2": self.m2, "t": self.t, "lr": self.lr}
-
     def gather(self, index: Tensor) -> _State:
         """The rows ``index`` as a new, dense state."""
         return _State(
@@ -272,7 +269,7 @@ class _Trainer:
                 self.active.remove(i)
                 log.warning("member %d diverged at step %d (non-finite after %d restarts)", i, step, self.restarts[i])
 
-    def evaluate(self, step: int) -> None:
+    def evaluate_and_update(self, step: int) -> None:
         """Held-out evaluation of the working set: passed members stop, non-finite ones
         restart or stop, the rest are checkpointed; at or past the step limit, members
         no longer improving stop as failed."""
@@ -312,7 +309,7 @@ def train(population: Population, config: TrainConfig = TrainConfig(), progress:
     for step in range(1, last + 1):
         trainer.step(step, gen)
         if step % config.eval_every == 0 or step == config.steps or step == last:
-            trainer.evaluate(step)
+            trainer.evaluate_and_update(step)
             if progress is not None:
                 progress(step, len(trainer.active), trainer.status.count(TRAINED))
         if not trainer.active:
