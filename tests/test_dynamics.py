@@ -520,7 +520,8 @@ def test_a_map_without_fixed_points_gives_empty_results(tmp_path):
               "B": torch.zeros(p, s, 3, dtype=torch.float64), "b": torch.ones(p, s, dtype=torch.float64)}
     pop = population(Affine(), s, params)  # h' = h + 1
     fp = find_fixed_points(pop, initial_states=torch.randn(p, 8, s, dtype=torch.float64))
-    assert fp.points.shape == (p, 1, 0, s) and fp.status_counts[..., 2].eq(8).all()
+    assert fp.points.shape == (p, 1, 0, s)
+    assert fp.status_counts[..., 2].eq(16).all()  # 8 candidates, each tried twice (descended q, then raw)
     assert fp.summary()[0]["count"] == 0 and len(fp.member(1)["points"]) == 0
     fp.save(tmp_path / "empty.safetensors")
     assert FixedPoints.load(tmp_path / "empty.safetensors").points.shape == (p, 1, 0, s)

@@ -4,7 +4,9 @@ The population is a GRU flip-flop population (H = 16) with deterministic, strong
 weights (orthogonal blocks, gain 2.0: one to three fixed points per member, plus slow regions) instead of
 trained ones, to keep setup cheap. Candidates: K states from the members' trajectories
 plus noise (``sample_initial_states``). ``Batched`` solves everything in one call to
-:func:`find_fixed_points` (float64 Levenberg-Marquardt to the ``fixed`` tolerance 1e-10).
+:func:`find_fixed_points` (gradient phase, float64 Levenberg-Marquardt to the ``fixed``
+tolerance 1e-10, and the second round between stable points); ``BatchedLMOnly`` without
+the gradient phase and the second round (what recall costs).
 ``Classic`` is FixedPointFinder's approach (Golub & Sussillo 2018): one network at a
 time, Adam (eps 0.01) on the *mean* q with one adaptive learning rate shared by all
 candidates (initial 1.0), stopping when mean q < tol_q = 1e-12 or |dq| < tol_dq * lr
@@ -30,6 +32,7 @@ from universality.tasks import make_task
 from .common import grid
 
 HIDDEN, GAIN = 16, 2.0
+LM_ONLY = FixedPointConfig(gradient_iters=0, max_pairs=0)
 
 
 def make_population(members: int, device: str = "cpu") -> Population:
@@ -112,6 +115,14 @@ class Batched(_Setup):
 
     def peakmem_solve(self, members: int, candidates: int, device: str) -> None:
         find_fixed_points(self.population, self.condition, self.initial)
+
+
+class BatchedLMOnly(_Setup):
+    """:func:`find_fixed_points` without its recall work (no gradient phase, no round of
+    seeds between stable points): ``Batched`` minus this is what recall costs."""
+
+    def time_solve(self, members: int, candidates: int, device: str) -> None:
+        find_fixed_points(self.population, self.condition, self.initial, LM_ONLY)
 
 
 class Classic(_Setup):

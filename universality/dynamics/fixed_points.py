@@ -75,15 +75,17 @@ class FixedPointConfig:
     * ``max_rows = 2**20``: one Jacobian pass feeds at most this many rows (members x
       candidates x (S + 1)) to ``population.step`` (memory bound); the other candidates
       wait and enter as earlier ones finish.
-    * Gradient phase: before LM, every candidate takes ``gradient_iters = 100`` Adam steps
-      on its own q (learning rate ``gradient_lr = 1e-2`` in state units, its own moment
-      estimates, so its path depends on nothing else in the batch), and keeps the better
-      (lower q) of its initial and final state. LM from the raw states converges to the
-      root of the basin it starts in; descending q first moves candidates into the basins
-      gradient searches reach. On the stored reference GRU/ReLU flip-flop networks, LM
-      alone (with the pair round below) missed a stable point that 100 Adam steps first
-      recover (``bench/recall_reference.py``). ``gradient_iters = 0`` turns it off.
-    * Targeted saddle search (a second LM round): the certified stable points of each
+    * Gradient phase and restarts: every candidate first takes ``gradient_iters = 100``
+      Adam steps on its own q (learning rate ``gradient_lr = 1e-2`` in state units, its own
+      moment estimates, so its path depends on nothing else in the batch) and keeps the
+      lower-q of its start and end; LM runs from there. Every candidate that LM did not
+      certify restarts LM from its raw initial state. LM converges to the root of the
+      basin it starts in; descending q first reaches the basins gradient searches reach
+      (on the stored reference GRU/ReLU flip-flop networks LM from the raw states missed a
+      stable point that 100 Adam steps recover), and the raw restarts give back the roots
+      only raw starts reach (an index-2 saddle of a UGRNN/ReLU network). Measured in
+      ``bench/recall_reference.py``. ``gradient_iters = 0``: LM from the raw states only.
+    * Targeted saddle search (a last LM round): the certified stable points of each
       member and condition found by the first round are paired (``max_pairs = 64``
       closest pairs; 28 for the 8 memories of a 3-bit flip-flop) and each pair seeds
       candidates at ``pair_fractions = (0.5, 0.4, 0.6)`` of the segment between them,
@@ -94,8 +96,9 @@ class FixedPointConfig:
       certifies from the same initial states (``bench/recall_reference.py``).
       ``max_pairs = 0`` turns the round off.
     * Continua: a kept point whose smallest singular value of J - I is <= ``tol_neutral
-      = 1e-8`` has a neutral direction (saturated gates give ~1e-12; isolated points of
-      the reference networks have sigma_min >= 1e-5, see docs/architecture.md). Neutral
+      = 1e-8`` has a neutral direction (on the stored reference networks the saturated
+      continua give <= 1.1e-10 and every other point found >= 1e-8, see
+      docs/architecture.md; below 1e-8, residual / sigma_min bounds nothing). Neutral
       points joined by a slow segment (q <= tol_slow at 1/4, 1/2, 3/4 of it) are one
       continuum, reported once (its best-residual point) with ``neutral_dim`` (singular
       values <= tol_neutral there) and ``extent`` (largest distance between its points).
@@ -208,26 +211,25 @@ def find_fixed_points(
     c_count, i_size = cond.shape
     init = sample_initial_states(pop, config, cond) if initial_states is None else initial_states
     init = _check_initial_states(init, p_count, c_count, s).to(device=dev, dtype=torch.float64)
-    k_count = init.shape[2]
     cond = cond.to(device=dev, dtype=torch.float64)
 
     params = float64_params(pop)
-    x = cond[None, :, None].expand(p_count, c_count, k_count, i_size)
-    start = _gradient_phase(pop, params, x.reshape(p_count, -1, i_size), init.reshape(p_count, -1, s), config)
     with torch.no_grad():
-        h = _levenberg_marquardt(pop, params, x.reshape(p_count, -1, i_size), start, config)
-        h = h.view(p_count, c_count, k_count, s)
-        if config.max_pairs > 0:  # targeted saddle search: a second round from between stable points
+        x = _inputs(cond, p_count, init.shape[2]).reshape(p_count, -1, i_size)
+        moved = _gradient_phase(pop, params, x, init.reshape(p_count, -1, s), config).view_as(init)
+        h = _solve(pop, params, cond, moved, config)  # [P, C, K, S]
+        if config.gradient_iters > 0:  # restarts: LM from the raw start where the descended one failed
+            failed = (_residuals(pop, params, cond, h)[0] > config.tol_fixed) & torch.isfinite(init).all(-1)
+            restarts = _pick(init, failed)  # [P, C, K', S]
+            h = torch.cat([h, _solve(pop, params, cond, restarts, config)], dim=2)
+            init = torch.cat([init, restarts], dim=2)
+        if config.max_pairs > 0:  # targeted saddle search: a round from between stable points
             seeds = _seeds_between_stable_points(pop, params, h, cond, config)  # [P, C, K2, S]
-            k2 = seeds.shape[2]
-            x2 = cond[None, :, None].expand(p_count, c_count, k2, i_size)
-            h2 = _levenberg_marquardt(pop, params, x2.reshape(p_count, -1, i_size), seeds.reshape(p_count, -1, s),
-                                      config)
-            h = torch.cat([h, h2.view(p_count, c_count, k2, s)], dim=2)
+            h = torch.cat([h, _solve(pop, params, cond, seeds, config)], dim=2)
             init = torch.cat([init, seeds], dim=2)
-            x = cond[None, :, None].expand(p_count, c_count, h.shape[2], i_size)
-        residual, q = _residuals(pop, params, x, h)
-    candidate = torch.isfinite(init).all(-1)  # [P, C, K'] (padding seeds are NaN and not candidates)
+        x = _inputs(cond, p_count, h.shape[2])
+        residual, q = _residuals(pop, params, cond, h)
+    candidate = torch.isfinite(init).all(-1)  # [P, C, K'] (padding rows are NaN and not candidates)
     status = _classify(residual, q, config)
     status_counts = torch.stack([((status == k) & candidate).sum(-1) for k in range(len(STATUSES))], dim=-1)
     log.info("fixed-point candidates: %s", dict(zip(STATUSES, status_counts.sum((0, 1)).tolist(), strict=True)))
@@ -258,10 +260,35 @@ def deduplicate(points: Tensor, keep: Tensor, score: Tensor, tol: float) -> tupl
     return rep.view(*lead, k), size.view(*lead, k)
 
 
-def _residuals(pop: Population, params: dict[str, Tensor], x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-    """Max-norm residual and q of ``h [P, C, K, S]`` at ``x [P, C, K, I]`` (inf where not finite)."""
+def _inputs(cond: Tensor, p: int, k: int) -> Tensor:
+    """The condition inputs of ``k`` candidates per member and condition, ``[P, C, K, I]``."""
+    return cond[None, :, None].expand(p, cond.shape[0], k, cond.shape[1])
+
+
+def _solve(pop: Population, params: dict[str, Tensor], cond: Tensor, start: Tensor,
+           config: FixedPointConfig) -> Tensor:
+    """LM from ``start [P, C, K, S]`` (NaN rows: no candidate) at the conditions ``cond [C, I]``."""
+    p, c, k, s = start.shape
+    if k == 0:
+        return start
+    x = _inputs(cond, p, k).reshape(p, c * k, -1)
+    return _levenberg_marquardt(pop, params, x, start.reshape(p, c * k, s), config).view(p, c, k, s)
+
+
+def _pick(points: Tensor, chosen: Tensor) -> Tensor:
+    """The ``chosen [P, C, K]`` rows of ``points [P, C, K, S]``, first, padded with NaN to
+    the largest count: ``[P, C, K', S]``."""
+    width = int(chosen.sum(-1).max()) if chosen.numel() else 0
+    slot = torch.argsort((~chosen).to(torch.int8), dim=-1, stable=True)[..., :width]
+    rows = points.gather(2, slot.unsqueeze(-1).expand(*slot.shape, points.shape[-1]))
+    return torch.where(chosen.gather(2, slot).unsqueeze(-1), rows, math.nan)
+
+
+def _residuals(pop: Population, params: dict[str, Tensor], cond: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Max-norm residual and q of ``h [P, C, K, S]`` at the conditions ``cond [C, I]`` (inf where not finite)."""
     p, c, k, s = h.shape
-    r = (pop.step(x.reshape(p, c * k, -1), h.reshape(p, c * k, s), params) - h.reshape(p, c * k, s)).view(p, c, k, s)
+    x = _inputs(cond, p, k).reshape(p, c * k, -1)
+    r = (pop.step(x, h.reshape(p, c * k, s), params) - h.reshape(p, c * k, s)).view(p, c, k, s)
     return r.abs().amax(-1).nan_to_num(math.inf), (0.5 * r.square().sum(-1)).nan_to_num(math.inf)
 
 
@@ -282,7 +309,7 @@ def _gradient_phase(pop: Population, params: dict[str, Tensor], x: Tensor, h: Te
     moments are its own candidate's (the path of a candidate depends on nothing else in
     the batch). A candidate whose q becomes non-finite keeps its start.
     """
-    if config.gradient_iters == 0:
+    if config.gradient_iters == 0 or h.numel() == 0:
         return h
     start = h.detach()
     with torch.no_grad():
@@ -306,8 +333,7 @@ def _seeds_between_stable_points(pop: Population, params: dict[str, Tensor], h: 
     """Second-round candidates ``[P, C, K2, S]`` (NaN rows: none) between the unique
     certified stable points of each member and condition among the first round's ``h [P, C, K, S]``."""
     p, c, k, s = h.shape
-    x = cond[None, :, None].expand(p, c, k, cond.shape[-1])
-    residual, _ = _residuals(pop, params, x, h)
+    residual, _ = _residuals(pop, params, cond, h)
     rep, _ = deduplicate(h, residual <= config.tol_fixed, residual, config.tol_unique)
     n = max(int(rep.sum(-1).max()), 1)
     slot = torch.argsort((~rep).to(torch.int8), dim=-1, stable=True)[..., :n]  # [P, C, N]

@@ -42,7 +42,8 @@ class FixedPoints:
     (columns: right eigenvectors), ``left [P, C, N, S, S]`` (rows: left eigenvectors,
     ``left @ right = I``), ``jacobian [P, C, N, S, S]`` (dF/dh), ``input_jacobian
     [P, C, N, S, I]`` (dF/dx), ``conditions [C, I]`` and ``status_counts [P, C, 3]``
-    (candidates per outcome in :data:`STATUSES` order). Points are ordered by stability
+    (LM runs per outcome in :data:`STATUSES` order: the initial candidates, the restarts of
+    those not certified, and the seeds between stable points). Points are ordered by stability
     index. ``config`` is the :class:`FixedPointConfig` used, as a dict.
     """
 
