@@ -1,5 +1,6 @@
 """Population training: per-member optimisation, isolation of divergence, early stop."""
 
+import pytest
 import torch
 
 from universality.cells import make_cell
@@ -146,3 +147,18 @@ def test_members_still_improving_at_the_step_limit_continue():
     plain = train(task_pop([3e-2, 1e-9]), TrainConfig(steps=20, batch_size=16, eval_every=5, lr_schedule="constant"))
     assert plain.steps == [20, 20]
     assert TrainConfig(steps=10).lr_factor(25) == TrainConfig(steps=10).lr_factor(10)
+
+
+@pytest.mark.parametrize("task_name", ["flipflop", "sine", "cdi"])
+@pytest.mark.parametrize("arch", ["vanilla", "gru", "lstm", "ugrnn"])
+def test_a_members_arithmetic_does_not_depend_on_the_population_size(task_name, arch):
+    """Bit for bit, every task (one and several outputs) and cell: the property that lets
+    compaction shrink the working set down to a single member."""
+    config = TrainConfig(steps=3, batch_size=8, eval_every=100)
+    task = make_task(task_name)
+    alone = Population.create(make_cell(arch, "relu"), task, 6, [5], lr=1e-2)
+    crowd = Population.create(make_cell(arch, "relu"), task, 6, [5, 6, 7], lr=1e-2)
+    train(alone, config)
+    train(crowd, config)
+    for k in alone.params:
+        assert torch.equal(alone.params[k][0], crowd.params[k][0]), k

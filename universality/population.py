@@ -136,7 +136,13 @@ class Population:
         p = self.params if params is None else params
         h = states[..., : self.hidden_size]
         flat = h.reshape(len(self), -1, self.hidden_size)
-        out = torch.baddbmm(p[READOUT_BIAS].unsqueeze(1), flat, p[READOUT_WEIGHT].transpose(1, 2))
+        weight, bias = p[READOUT_WEIGHT], p[READOUT_BIAS].unsqueeze(1)
+        if weight.shape[1] == 1:
+            # A one-column bmm takes a different BLAS path for P = 1 than for P > 1, so a
+            # member's output would depend on its shard-mates; this form does not.
+            out = (flat * weight).sum(-1, keepdim=True) + bias
+        else:
+            out = torch.baddbmm(bias, flat, weight.transpose(1, 2))
         return out.reshape(*h.shape[:-1], out.shape[-1])
 
     def run(self, inputs: Tensor, state: Tensor | None = None, params: Params | None = None) -> tuple[Tensor, Tensor]:
