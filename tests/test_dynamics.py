@@ -240,6 +240,15 @@ def test_a_line_of_fixed_points_is_one_continuum_not_copies():
     torch.testing.assert_close(fp.extent[:, 0, 0], spread, atol=1e-8, rtol=0)
     assert fp.summary()[0]["continua"] == 1
     assert (spread > 100 * fp.config["tol_unique"]).all()  # so without merging: copies along the line
+    # A rotated line: its eigenvalue 1 comes out as 1 +- rounding, and the continuum's index
+    # leaves its neutral mode out (0 here, and 1 with an unstable mode added).
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    for diag, index in (([1.0, 0.5, -0.3], 0), ([1.0, 1.7, -0.3], 1)):
+        params["A"] = (q @ torch.diag(torch.tensor(diag, dtype=torch.float64)) @ q.T).expand(p, 3, 3).clone()
+        fp = find_fixed_points(population(Affine(), 3, params), initial_states=init)
+        assert fp.counts.eq(1).all() and fp.neutral_dim[fp.mask].eq(1).all()
+        assert fp.index[fp.mask].eq(index).all()
+        assert (fp.eigenvalues[fp.mask].abs() > 1).sum(-1).eq(index + 1).all()  # |1 + 9e-16| counted by a plain count
 
 
 def test_parallel_lines_are_separate_continua_with_their_indices():

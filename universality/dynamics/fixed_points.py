@@ -101,7 +101,9 @@ class FixedPointConfig:
       docs/architecture.md; below 1e-8, residual / sigma_min bounds nothing). Neutral
       points joined by a slow segment (q <= tol_slow at 1/4, 1/2, 3/4 of it) are one
       continuum, reported once (its best-residual point) with ``neutral_dim`` (singular
-      values <= tol_neutral there) and ``extent`` (largest distance between its points).
+      values <= tol_neutral there; its stability index leaves out that many eigenvalues
+      nearest 1, which rounding puts on either side of |lambda| = 1) and ``extent``
+      (largest distance between its points).
     """
 
     n_initial: int = 1024
@@ -567,7 +569,7 @@ def _linearise(
         farthest = torch.where(same, torch.cdist(points, points), 0.0).amax(-1)  # within its continuum
         extent = torch.where(same, farthest.unsqueeze(-2), 0.0).amax(-1) * mask
     values, right, left = eigendecompose(jac)
-    index = stability_index(values, config.tol_unstable)
+    index = stability_index(values, config.tol_unstable) - _neutral_counted_unstable(values, neutral_dim, config)
     fields = {
         "points": points, "mask": mask, "fixed": mask & (residual <= config.tol_fixed),
         "residual": residual, "q": 0.5 * r.square().sum(-1), "sigma_min": singular[..., -1], "cluster_size": cluster,
@@ -586,6 +588,15 @@ def _linearise(
         pad = kept.view(p, c, n_kept, *([1] * (value.dim() - 3)))
         out[name] = torch.where(pad, value, torch.zeros((), dtype=value.dtype, device=value.device)).cpu()
     return FixedPoints(**out, conditions=cond.cpu(), status_counts=status_counts.cpu(), config=config.as_dict())
+
+
+def _neutral_counted_unstable(values: Tensor, neutral_dim: Tensor, config: FixedPointConfig) -> Tensor:
+    """How many of a point's ``neutral_dim`` neutral modes (the eigenvalues nearest 1 in
+    ``values [..., S]``, exactly 1 up to rounding) count as unstable, ``[...]``: the
+    stability index of a continuum leaves them out, so it does not depend on rounding."""
+    rank = (values - 1).abs().argsort(dim=-1, stable=True).argsort(dim=-1)  # 0 = nearest 1
+    neutral = rank < neutral_dim.unsqueeze(-1)
+    return (neutral & (values.abs() > 1 + config.tol_unstable)).sum(-1)
 
 
 def _check_conditions(pop: Population, conditions: Tensor | None) -> Tensor:
