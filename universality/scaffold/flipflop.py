@@ -16,9 +16,12 @@ K 2^(K - 1) cube edges (joining memories that differ in one bit) and no other ed
 points of index k (27 for K = 3); higher-index saddles are the hardest points to find, so
 it depends more on the search budget than the memory graph does.
 
-A continuum of fixed points (a neutral direction, e.g. saturated gates) arrives as one
-representative point (see :class:`~universality.dynamics.FixedPoints`): it is counted once,
-labelled and linked like any point, and ``n_continua`` counts them.
+A continuum of fixed points (a neutral direction, e.g. saturated gates far from the
+visited states) arrives as one representative point (see
+:class:`~universality.dynamics.FixedPoints`). It is no isolated memory or saddle: the
+counts, labels and the memory graph are over isolated points, and ``n_continua`` counts
+the continua (on the reference networks, saturated UGRNN continua with up to 9 neutral
+directions and no unstable mode would otherwise count as extra memories).
 
 The signature ``vector`` is ``[counts per index 0..K and > K (K + 2), upper triangle with
 diagonal of the 2^K x 2^K memory-graph adjacency counts, saddles with a "none" end (1),
@@ -72,10 +75,11 @@ def compute(
     k = population.task.output_size
     c = _zero_condition(fixed_points)
     points, index = fixed_points.points[:, c], fixed_points.index[:, c]  # [P, N, ...]
-    mask = fixed_points.mask[:, c] & fixed_points.fixed[:, c]  # certified points only, never slow points
+    certified = fixed_points.mask[:, c] & fixed_points.fixed[:, c]  # certified points only, never slow points
+    continuum = certified & (fixed_points.neutral_dim[:, c] > 0)  # counted, but no memory or saddle
+    mask = certified & ~continuum
     p, n, _ = points.shape
     stable, saddle = mask & (index == 0), mask & (index == 1)
-    continuum = mask & (fixed_points.neutral_dim[:, c] > 0)  # each one point (its representative)
 
     readout_params = {name: v.detach().to(torch.float64) for name, v in population.params.items()}
     with torch.no_grad():
