@@ -111,10 +111,13 @@ def test_a_member_trains_the_same_alone_as_with_shard_mates_that_stop_earlier():
             assert torch.equal(alone.params[k][0], together.params[k][i]), (k, i)
 
 
-def test_divergence_restarts_at_half_the_learning_rate_then_gives_up():
+def test_divergence_restarts_at_half_the_learning_rate_then_gives_up(caplog):
     config = TrainConfig(steps=30, batch_size=8, eval_every=10, max_restarts=2)
-    result = train(population([3e-3, 1e35]), config)
+    with caplog.at_level("WARNING", logger="universality.training"):
+        result = train(population([3e-3, 1e35]), config)
     assert result.restarts == [0, 2]
+    restarts = [r.getMessage() for r in caplog.records if "restart" in r.getMessage()]
+    assert [m.rsplit("lr ", 1)[1] for m in restarts] == ["5e+34", "2.5e+34"]
     assert result.status[1] == DIVERGED
     no_restart = train(population([3e-3, 1e35]), TrainConfig(steps=30, batch_size=8, eval_every=10, max_restarts=0))
     assert no_restart.restarts == [0, 0] and no_restart.status[1] == DIVERGED
