@@ -116,7 +116,7 @@ def test_divergence_restarts_at_half_the_learning_rate_then_gives_up(caplog):
     with caplog.at_level("WARNING", logger="universality.training"):
         result = train(population([3e-3, 1e35]), config)
     assert result.restarts == [0, 2]
-    restarts = [r.getMessage() for r in caplog.records if "restart" in r.getMessage()]
+    restarts = [r.getMessage() for r in caplog.records if "checkpoint at lr" in r.getMessage()]
     assert [m.rsplit("lr ", 1)[1] for m in restarts] == ["5e+34", "2.5e+34"]
     assert result.status[1] == DIVERGED
     no_restart = train(population([3e-3, 1e35]), TrainConfig(steps=30, batch_size=8, eval_every=10, max_restarts=0))
