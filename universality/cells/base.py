@@ -38,9 +38,9 @@ class Cell(ABC):
 
     def __init__(self, activation: str = "tanh") -> None:
         self.activation = activation
-        act = get_activation(activation)
-        self.act = act.fn
-        self.act_grad = act.derivative  # f'(x) as a function of f(x)
+        self.nonlinearity = get_activation(activation)  # the registry entry (function, derivatives)
+        self.act = self.nonlinearity.fn
+        self.act_grad = self.nonlinearity.derivative  # f'(x) as a function of f(x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(activation={self.activation!r})"

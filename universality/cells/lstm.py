@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from . import fused
-from .activations import get_activation
 from .base import Cell, Params, fan_in_normal, gated_gain, linear_drive, recurrent_term, stacked_recurrent
 
 
@@ -43,7 +42,7 @@ class LSTM(Cell):
         return linear_drive(params["weight_ih"], params["bias_ih"], x)
 
     def kernel(self) -> fused.Kernel:
-        return fused.LSTMKernel(get_activation(self.activation))
+        return fused.LSTMKernel(self.nonlinearity)
 
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         h, c = state.chunk(2, dim=-1)

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from . import fused
-from .activations import get_activation
 from .base import (
     Cell,
     Params,
@@ -49,7 +48,7 @@ class UGRNN(Cell):
         return linear_drive(params["weight_ih"], params["bias_ih"], x)
 
     def kernel(self) -> fused.Kernel:
-        return fused.UGRNNKernel(get_activation(self.activation))
+        return fused.UGRNNKernel(self.nonlinearity)
 
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         pre = drive + recurrent_term(params["weight_hh"], params["bias_hh"], state)

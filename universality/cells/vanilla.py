@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 
 from . import fused
-from .activations import get_activation
 from .base import Cell, Params, fan_in_normal, linear_drive, recurrent_term, stacked_recurrent
 
 
@@ -34,7 +33,7 @@ class Vanilla(Cell):
         return linear_drive(params["weight_ih"], params["bias_ih"], x)
 
     def kernel(self) -> fused.Kernel:
-        return fused.VanillaKernel(get_activation(self.activation))
+        return fused.VanillaKernel(self.nonlinearity)
 
     def recur(self, params: Params, drive: Tensor, state: Tensor) -> Tensor:
         return self.act(drive + recurrent_term(params["weight_hh"], params["bias_hh"], state))
