@@ -165,3 +165,19 @@ def test_a_members_arithmetic_does_not_depend_on_the_population_size(task_name, 
     train(crowd, config)
     for k in alone.params:
         assert torch.equal(alone.params[k][0], crowd.params[k][0]), k
+
+
+def test_training_in_member_chunks_changes_nothing(monkeypatch):
+    """Large populations run forward/backward in chunks of members (cache-sized); the
+    chunks are an execution detail: the same weights, bit for bit."""
+    import universality.training as training
+
+    config = TrainConfig(steps=12, batch_size=8, eval_every=5)
+    whole = population([1e-2, 2e-2, 1e35, 3e-3, 5e-3], seeds=[0, 1, 2, 3, 4])
+    r_whole = train(whole, config)
+    monkeypatch.setattr(training, "CHUNK_ELEMENTS", 2 * config.batch_size * 8)  # two members per chunk
+    chunked = population([1e-2, 2e-2, 1e35, 3e-3, 5e-3], seeds=[0, 1, 2, 3, 4])
+    r_chunked = train(chunked, config)
+    assert r_chunked.status == r_whole.status and r_chunked.steps == r_whole.steps
+    for k in whole.params:
+        assert torch.equal(whole.params[k], chunked.params[k]), k

@@ -181,6 +181,12 @@ class Population:
         return inputs.to(device=self.device, dtype=dtype).transpose(1, 2)
 
     # ------------------------------------------------------------------ bookkeeping
+    def select_view(self, members: slice) -> Population:
+        """The members in ``members`` (a slice), sharing this population's parameter storage:
+        in-place updates of one are updates of the other."""
+        params = {k: v[members] for k, v in self.params.items()}
+        return Population(self.cell, self.task, self.hidden_size, self.members[members], params)
+
     def select(self, indices: Sequence[int]) -> Population:
         """The sub-population of ``indices`` (a copy)."""
         idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)

@@ -40,6 +40,11 @@ from .population import Population
 log = logging.getLogger(__name__)
 
 TRAINED, FAILED, DIVERGED = "trained", "failed", "diverged"
+
+#: Members per forward/backward pass are chosen so that one step's slice of a per-gate
+#: buffer (members x batch x state) holds about this many numbers (512 KiB in float32):
+#: beyond it the step's elementwise work falls out of cache (docs/performance.md).
+CHUNK_ELEMENTS = 2**17
 STATUSES = (TRAINED, FAILED, DIVERGED)
 
 
@@ -189,7 +194,7 @@ class _Trainer:
         self.restarts = [0] * p_count
         self.history: list[list[float]] = [[] for _ in range(p_count)]  # held-out loss per evaluation
         self.active = list(range(p_count))
-        self.workspace = Workspace()
+        self.workspaces: dict[int, Workspace] = {}  # one per chunk size
         self._gather()
 
     # ------------------------------------------------------------------ working set
@@ -203,6 +208,18 @@ class _Trainer:
             self.work.params,
         )
         self.work_l2 = self.l2.index_select(0, self.index)
+        size = self._chunk_size()
+        self.chunks = [
+            (lo, min(lo + size, len(self.active)),
+             self.work_pop.select_view(slice(lo, min(lo + size, len(self.active)))))
+            for lo in range(0, len(self.active), size)
+        ]
+
+    def _chunk_size(self) -> int:
+        """Members per forward/backward pass: as many as keep one step's slice of a
+        per-gate buffer near ``CHUNK_ELEMENTS`` numbers (cache-sized; see docs/performance.md)."""
+        per_member = self.config.batch_size * self.pop.state_size
+        return max(1, CHUNK_ELEMENTS // per_member)
 
     def _scatter(self) -> None:
         self.master.scatter(self.index, self.work)
@@ -212,11 +229,17 @@ class _Trainer:
         """One optimisation step of every active member on a fresh batch."""
         cfg = self.config
         trials = self.pop.task.sample(cfg.batch_size, trials_gen).to(self.pop.device)
-        leaves = {k: v.detach().requires_grad_(True) for k, v in self.work.params.items()}
         inputs = self.work_pop.as_time_major(trials.inputs)
-        _, outputs = self.work_pop.run_time_major(inputs, params=leaves, workspace=self.workspace)
-        loss = self.pop.task.loss(outputs.transpose(1, 2), trials) + self.work_l2 * l2_penalty(leaves)
-        grads = dict(zip(leaves, torch.autograd.grad(loss.sum(), list(leaves.values())), strict=True))
+        grads = {k: torch.empty_like(v) for k, v in self.work.params.items()}
+        loss = torch.empty(len(self.active), dtype=self.l2.dtype, device=self.l2.device)
+        for lo, hi, chunk in self.chunks:
+            leaves = {k: v.detach().requires_grad_(True) for k, v in chunk.params.items()}
+            ws = self.workspaces.setdefault(hi - lo, Workspace())
+            _, outputs = chunk.run_time_major(inputs[lo:hi], params=leaves, workspace=ws)
+            part = self.pop.task.loss(outputs.transpose(1, 2), trials) + self.work_l2[lo:hi] * l2_penalty(leaves)
+            for k, g in zip(leaves, torch.autograd.grad(part.sum(), list(leaves.values())), strict=True):
+                grads[k][lo:hi] = g
+            loss[lo:hi] = part.detach()
         sq_norm = sum((g.pow(2).flatten(1).sum(1) for g in grads.values()), torch.zeros_like(loss))
         finite = torch.isfinite(loss) & torch.isfinite(sq_norm)
         if bool(finite.all()):
