@@ -19,7 +19,7 @@ from .benchmark.pipeline import train_shard
 from .benchmark.presets import Shard
 from .benchmark.reference import make_reference
 from .benchmark.report import write_report
-from .cells import CELLS
+from .cells import ACTIVATIONS, CELLS
 from .store import MemberRow, RunError, RunStore, package_version
 from .tasks import TASKS
 from .training import Progress, TrainConfig
@@ -71,7 +71,7 @@ def _add_train(sub: Any) -> None:
     t = sub.add_parser("train", help="train a population of one architecture on one task")
     t.add_argument("--task", required=True, choices=sorted(TASKS))
     t.add_argument("--arch", required=True, choices=sorted(CELLS))
-    t.add_argument("--activation", default="tanh", choices=["tanh", "relu"])
+    t.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS))
     t.add_argument("--hidden", type=_positive(int), default=32, help="hidden units (default 32)")
     t.add_argument("--l2", type=_non_negative_float, nargs="+", default=[0.0],
                    help="L2 coefficients; one member per (l2, seed) (default 0)")

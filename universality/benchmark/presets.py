@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..cells import CELLS
+from ..cells import ACTIVATIONS, CELLS
 from ..tasks import TASKS
 
 
@@ -39,7 +39,7 @@ class Preset:
     name: str
     tasks: tuple[str, ...] = tuple(TASKS)
     archs: tuple[str, ...] = ("vanilla", "ugrnn", "gru", "lstm")
-    activations: tuple[str, ...] = ("tanh", "relu")
+    activations: tuple[str, ...] = tuple(ACTIVATIONS)
     hidden: tuple[int, ...] = (32,)
     l2: tuple[float, ...] = (0.0,)
     seeds: int = 4
@@ -55,7 +55,7 @@ class Preset:
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS] + [a for a in self.archs if a not in CELLS]
-        unknown += [a for a in self.activations if a not in ("tanh", "relu")]
+        unknown += [a for a in self.activations if a not in ACTIVATIONS]
         if unknown:
             raise ValueError(f"preset {self.name!r}: unknown task/arch/activation {unknown}")
         sizes = (self.seeds, self.steps, self.batch_size, self.fixed_point_candidates, min(self.hidden, default=0))

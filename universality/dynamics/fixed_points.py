@@ -50,7 +50,7 @@ class FixedPointConfig:
       Newton steps, whose quadratic convergence takes an isolated root from ~1e-6 to the
       float64 floor (~1e-15) in two steps, so 1e-10 is reached whenever a root is.
     * ``tol_slow = 1e-6``: q below which an uncertified candidate is a slow point
-      (PAPER_NOTES section 7 keeps points with q below 1e-8..1e-6).
+      (fixed-point studies usually keep slow points with q below 1e-8..1e-6).
     * ``tol_unique = 1e-3``: two points are the same if they differ by less than this in
       every coordinate (FixedPointFinder's default); certified roots of one point agree
       to ~1e-12, distinct points of trained networks are O(0.1) apart.
@@ -481,8 +481,7 @@ def _lm_step(pop: Population, params: dict[str, Tensor], x: Tensor, part: _Candi
     mu = torch.where(torch.isnan(part.mu), 1e-3 * diag_max.clamp_min(1e-12), part.mu)
     diag.add_(mu.unsqueeze(-1))  # hess + mu I
     chol, info = torch.linalg.cholesky_ex(hess)
-    d = torch.linalg.solve_triangular(chol, -grad.unsqueeze(-1), upper=False)
-    d = torch.linalg.solve_triangular(chol.mT, d, upper=True).squeeze(-1)
+    d = torch.cholesky_solve(-grad.unsqueeze(-1), chol).squeeze(-1)
     h_new = part.h + d
     r_new = pop.step(x, h_new, params) - h_new
     q_new = (0.5 * r_new.square().sum(-1)).nan_to_num(math.inf)
