@@ -67,10 +67,8 @@ class FixedPointConfig:
       GRU population, this cuts a tenth of the work and loses no point).
     * ``bucket_size = 16``: each iteration, members are sorted by their number of
       still-active candidates and solved in groups of this many, each padded to its own
-      widest member. Results do not depend on it beyond float rounding. On the benchmark
-      population, 64 members in one group computed twice the active candidates and took
-      2.3x as long as groups of 16; 512 members in groups of 128 took 2.4x as long as
-      groups of 16 (bigger batches fall out of cache).
+      widest member. Results do not depend on it beyond float rounding; bigger groups pad
+      more and fall out of cache (measurements: docs/performance.md, "Fixed points").
     * ``tol_unstable = 0``: a mode is unstable if |lambda| > 1 + tol_unstable.
     * ``max_rows = 2**20``: one Jacobian pass feeds at most this many rows (members x
       candidates x (S + 1)) to ``population.step`` (memory bound); the other candidates
