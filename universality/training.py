@@ -208,12 +208,9 @@ class _Trainer:
             self.work.params,
         )
         self.work_l2 = self.l2.index_select(0, self.index)
-        size = self._chunk_size()
-        self.chunks = [
-            (lo, min(lo + size, len(self.active)),
-             self.work_pop.select_view(slice(lo, min(lo + size, len(self.active)))))
-            for lo in range(0, len(self.active), size)
-        ]
+        n, size = len(self.active), self._chunk_size()
+        bounds = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+        self.chunks = [(lo, hi, self.work_pop.select_view(slice(lo, hi))) for lo, hi in bounds]
 
     def _chunk_size(self) -> int:
         """Members per forward/backward pass: as many as keep one step's slice of a
