@@ -1,0 +1,129 @@
+"""Verdicts with confidence: claim rows, intervals and tests (all statistics from scipy).
+
+Every claim row has a ``verdict``: ``pass``, ``fail`` or ``inconclusive``.
+
+* **Rates** (a fraction of networks meeting a criterion, against "at least ``threshold``"):
+  the exact (Clopper-Pearson) 95 % interval of the binomial proportion,
+  ``scipy.stats.binomtest(k, n).proportion_ci``. ``pass`` when the whole interval is at or
+  above the threshold, ``fail`` when it is wholly below, ``inconclusive`` when it straddles
+  it or ``n < MIN_MEMBERS``.
+* **Homogeneity** of a rate across groups: a permutation test (``scipy.stats.permutation_test``,
+  group labels permuted over networks) of the chi-square statistic of the groups x
+  {met, not met} table (``scipy.stats.chi2_contingency``). Exact in the limit of many
+  resamples and valid for the small counts of a few networks per group, where the
+  asymptotic chi-square p-value is not.
+* **Two-sample rates** (a new architecture against the reference): Fisher's exact test,
+  one-sided (is the new rate lower?), ``scipy.stats.fisher_exact``.
+* **Rank comparisons** (e.g. modes of vanilla vs gated networks): Mann-Whitney U,
+  ``scipy.stats.mannwhitneyu``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+VERDICTS: tuple[Verdict, ...] = ("pass", "fail", "inconclusive")
+#: Confidence level of every interval.
+CONFIDENCE = 0.95
+#: Significance level of every test that decides a verdict.
+ALPHA = 0.01
+#: Fewest networks a rate or separability verdict rests on (below: inconclusive). With
+#: one network there is no rate to speak of, and no leave-one-out neighbour.
+MIN_MEMBERS = 2
+#: Resamples of the homogeneity permutation test (p resolution 1/(1 + this)).
+HOMOGENEITY_RESAMPLES = 4999
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim in one group: the measured ``value`` against ``threshold`` (a readable
+    condition), the interval ``[ci_low, ci_high]`` where the value is an estimate (NaN
+    where not), the ``verdict`` and the number of networks ``n`` it rests on. ``passed``
+    is true only for ``pass``. ``detail``: the numbers behind the verdict and its reason."""
+
+    claim: str
+    group: str
+    value: float
+    threshold: str
+    verdict: Verdict
+    n: int
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def proportion_ci(k: int, n: int) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of ``k`` successes in ``n`` (NaNs when ``n == 0``)."""
+    if n == 0:
+        return math.nan, math.nan
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(CONFIDENCE, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def against_threshold(low: float, high: float, threshold: float, at_least: bool = True, n: int | None = None,
+                      ) -> Verdict:
+    """``pass`` if the interval ``[low, high]`` lies on the required side of ``threshold``
+    (at or above it when ``at_least``, at or below it otherwise), ``fail`` if it lies
+    wholly on the other side, ``inconclusive`` if it straddles it, is undefined, or
+    ``n < MIN_MEMBERS``."""
+    if (n is not None and n < MIN_MEMBERS) or math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    good, bad = (low >= threshold, high < threshold) if at_least else (high <= threshold, low > threshold)
+    return "pass" if good else "fail" if bad else "inconclusive"
+
+
+def rate_claim(claim: str, group: str, met: Sequence[bool], threshold: float,
+               detail: dict[str, Any] | None = None) -> Claim:
+    """The rate of ``met`` (one bool per network) against "at least ``threshold``"."""
+    k, n = int(np.sum(met)), len(met)
+    low, high = proportion_ci(k, n)
+    return Claim(claim, group, k / n if n else math.nan, f"rate >= {threshold} ({CONFIDENCE:.0%} CI)",
+                 against_threshold(low, high, threshold, n=n), n, low, high,
+                 {"met": k, **(detail or {})})
+
+
+def homogeneity_p(met_by_group: Sequence[Sequence[bool]], seed: int = 0) -> float:
+    """Permutation p-value that the rate of met criteria is the same in every group (1.0
+    when every network has the same outcome or there is one group)."""
+    groups = [np.asarray(g, dtype=bool) for g in met_by_group if len(g)]
+    pooled = np.concatenate(groups) if groups else np.zeros(0, dtype=bool)
+    if len(groups) < 2 or pooled.all() or not pooled.any():
+        return 1.0
+
+    def chi2(*samples: np.ndarray) -> float:
+        table = np.array([[s.sum(), len(s) - s.sum()] for s in samples])
+        return float(stats.chi2_contingency(table, correction=False).statistic)
+
+    result = stats.permutation_test(groups, chi2, permutation_type="independent", alternative="greater",
+                                    n_resamples=HOMOGENEITY_RESAMPLES, rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def fisher_lower_p(k_new: int, n_new: int, k_ref: int, n_ref: int) -> float:
+    """One-sided Fisher exact p-value that the new rate ``k_new / n_new`` is lower than the
+    reference rate ``k_ref / n_ref``."""
+    table = [[k_new, n_new - k_new], [k_ref, n_ref - k_ref]]
+    return float(stats.fisher_exact(table, alternative="less").pvalue)
+
+
+def rank_p(smaller: Sequence[float], larger: Sequence[float]) -> float:
+    """One-sided Mann-Whitney U p-value that ``smaller``'s values tend to be below ``larger``'s."""
+    return float(stats.mannwhitneyu(smaller, larger, alternative="less").pvalue)
