@@ -45,6 +45,23 @@ def test_nearest_neighbor_accuracy_hand_example() -> None:
     assert nearest_neighbor_accuracy(d, ["a", "b", "b", "b"]) == pytest.approx(0.75)
 
 
+def test_nearest_neighbor_accuracy_scores_ties_by_expectation() -> None:
+    # every network at the same distance from every other: all N - 1 are tied nearest
+    # neighbours, so each network scores (n_c - 1) / (N - 1), which averages to chance.
+    labels = ["a", "a", "a", "b", "b", "c"]
+    d = 1.0 - np.eye(6)
+    expected = np.mean([2 / 5, 2 / 5, 2 / 5, 1 / 5, 1 / 5, 0 / 5])
+    assert nearest_neighbor_accuracy(d, labels) == pytest.approx(expected, abs=1e-15)
+    assert nearest_neighbor_accuracy(d, labels) == pytest.approx(chance_level(labels), abs=1e-15)
+    # network 0 ties between 1 (same label) and 2 (other): scores 1/2, whatever the order
+    d = np.array([[0, 1, 1, 5], [1, 0, 3, 5], [1, 3, 0, 5], [5, 5, 5, 0]], dtype=float)
+    for order in ([0, 1, 2, 3], [0, 2, 1, 3]):
+        perm = np.ix_(order, order)
+        labels4 = np.array(["a", "a", "b", "b"])[order]
+        # 0: 1/2; 1: nearest 0 (a) -> 1; 2: nearest 0 (a) -> 0; 3: nearest 0, 1, 2 tied at 5 -> 1/3
+        assert nearest_neighbor_accuracy(d[perm], labels4) == pytest.approx((0.5 + 1 + 0 + 1 / 3) / 4)
+
+
 def test_chance_level_formula_and_empirical_null() -> None:
     assert chance_level([0, 0, 1, 1]) == pytest.approx(1 / 3)
     assert chance_level(["x"] * 5) == 1.0

@@ -14,7 +14,7 @@ import torch
 
 from .benchmark import PRESETS, Preset, load_preset, run_preset
 from .benchmark.analyze import AnalysisConfig, analysis_rows, analyze_run
-from .benchmark.check import CheckError, check_cell, load_cell
+from .benchmark.check import CheckError, check_cell, exit_code, load_cell
 from .benchmark.pipeline import train_shard
 from .benchmark.presets import Shard
 from .benchmark.reference import make_reference
@@ -107,7 +107,9 @@ def _add_analyze(sub: Any) -> None:
 def _add_check(sub: Any) -> None:
     c = sub.add_parser("check", help="hold a new cell (MODULE:ATTR) against the reference populations")
     c.add_argument("cell", help="MODULE:ATTR of a torch.nn.Module cell factory (see README)")
-    c.add_argument("--preset", default="quick", help="training settings: quick, reference or a TOML file")
+    c.add_argument("--preset", default="reference",
+                   help="training settings (default: reference, like the reference populations; quick or a TOML "
+                        "file are allowed, and the report says the comparison is not like for like)")
     c.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None, help="tasks (default: the preset's)")
     c.add_argument("--reference", default="reference_results/run", help="reference run (default reference_results/run)")
     c.add_argument("--out", default=None, help="run directory for the new cell (default runs/check-<name>)")
@@ -236,10 +238,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_claims(claims: list[dict[str, Any]]) -> None:
     """The verdict table of ``claims.json``."""
-    print(f"{'claim':22} {'group':16} {'value':>7} {'n':>3}  verdict  threshold")
+    print(f"{'claim':24} {'group':16} {'value':>7} {'95% CI':>14} {'n':>4}  {'verdict':12} threshold")
     for c in claims:
         value = "n/a" if c["value"] is None or c["value"] != c["value"] else f"{c['value']:.3g}"
-        print(f"{c['claim']:22} {c['group']:16} {value:>7} {c['n']:>3}  {'PASS' if c['passed'] else 'FAIL':7}  "
+        low, high = c.get("ci_low"), c.get("ci_high")
+        ci = f"[{low:.2f}, {high:.2f}]" if low is not None and low == low else ""
+        print(f"{c['claim']:24} {c['group']:16} {value:>7} {ci:>14} {c['n']:>4}  {c['verdict'].upper():12} "
               f"{c['threshold']}")
 
 
@@ -336,13 +340,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError(f"universality check: {err}") from None
     tasks = tuple(args.tasks or preset.tasks)
     out = args.out or f"runs/check-{cell.arch}"
-    verdicts = check_cell(cell, reference, preset, tasks, out, device)
-    print(f"{'task':9} {'check':45} {'value':>8}  {'verdict':7} threshold / answer")
-    for v in verdicts:
-        verdict = "info" if v.passed is None else ("PASS" if v.passed else "FAIL")
-        print(f"{v.task:9} {v.check:45} {v.value:>8.3g}  {verdict:7} {v.threshold}")
+    rows = check_cell(cell, reference, preset, tasks, out, device)
+    print(f"{'task':9} {'check':34} {'value':>7} {'95% CI':>14}  {'verdict':12} reason")
+    for r in rows:
+        value = "n/a" if r.value != r.value else f"{r.value:.3g}"
+        ci = "" if r.ci_low != r.ci_low else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+        print(f"{r.group:9} {r.claim:34} {value:>7} {ci:>14}  {r.verdict.upper():12} {r.detail.get('reason', '')}")
     print(f"\nreport: {Path(out) / 'report' / 'check.md'}")
-    return 0 if all(v.passed for v in verdicts if v.passed is not None) else 1
+    return exit_code(rows)
 
 
 def cmd_reference(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ Every claim row has a ``verdict``: ``pass``, ``fail`` or ``inconclusive``.
   {met, not met} table (``scipy.stats.chi2_contingency``). Exact in the limit of many
   resamples and valid for the small counts of a few networks per group, where the
   asymptotic chi-square p-value is not.
+* **Mean scores** (1-NN accuracy, ties scored by expectation, so per-network scores are
+  fractions): a percentile bootstrap interval over networks, ``scipy.stats.bootstrap``.
 * **Two-sample rates** (a new architecture against the reference): Fisher's exact test,
   one-sided (is the new rate lower?), ``scipy.stats.fisher_exact``.
 * **Rank comparisons** (e.g. modes of vanilla vs gated networks): Mann-Whitney U,
@@ -69,12 +71,33 @@ class Claim:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
 
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Claim:
+        """The inverse of :meth:`as_dict` (JSON ``null`` values read back as NaN)."""
+        nan = {k: math.nan for k in ("value", "ci_low", "ci_high") if row.get(k) is None}
+        return cls(**{k: v for k, v in row.items() if k != "passed"}, **nan)  # type: ignore[arg-type]
+
 
 def proportion_ci(k: int, n: int) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval of ``k`` successes in ``n`` (NaNs when ``n == 0``)."""
     if n == 0:
         return math.nan, math.nan
     ci = stats.binomtest(int(k), int(n)).proportion_ci(CONFIDENCE, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def mean_ci(scores: Sequence[float], seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the mean of per-network ``scores`` in [0, 1] (e.g. 1-NN scores,
+    fractional under ties): percentile bootstrap over networks (``scipy.stats.bootstrap``).
+    When every score is equal the bootstrap has no spread to show, and the exact binomial
+    interval of the rounded count is used instead (conservative). NaNs when empty."""
+    x = np.asarray(scores, dtype=np.float64)
+    if len(x) == 0:
+        return math.nan, math.nan
+    if np.ptp(x) == 0:
+        return proportion_ci(round(float(x.sum())), len(x))
+    ci = stats.bootstrap((x,), np.mean, confidence_level=CONFIDENCE, method="percentile", n_resamples=4999,
+                         rng=np.random.default_rng(seed)).confidence_interval
     return float(ci.low), float(ci.high)
 
 

@@ -8,13 +8,16 @@ recomputed only when that changes.
   trials (``AnalysisConfig.trial_seed``: every architecture sees identical inputs);
 * ``fixed_points/<shard>.safetensors``: :class:`~universality.dynamics.FixedPoints` at the
   task's ``conditions()``;
-* ``scaffold/<shard>.safetensors``: per member the scaffold ``vectors [P, D]``, the
-  homology ``fingerprints [P, D']`` of its probe-state cloud, and (metadata ``numbers``)
-  the JSON list of each member's ``Scaffold.as_dict()``;
+* ``scaffold/<shard>.safetensors``: per member the scaffold's discrete ``topology [P, D]``
+  and continuous ``dynamics [P, D']`` signatures, the homology ``fingerprints [P, D'']``
+  of its probe-state cloud, and (metadata ``numbers``) the JSON list of each member's
+  ``Scaffold.as_dict()`` (criteria included);
 * ``geometry/<task>.safetensors``: ``members [N]`` (catalog ids of the non-diverged
-  members of that task) and one ``[N, N]`` distance matrix per metric;
-* ``topology/<task>.safetensors``: ``members [N]`` and the ``[N, N]`` topology distances
-  ``scaffold`` (the task's scaffold distance) and ``homology`` (fingerprint distance).
+  members of that task) and one ``[N, N]`` distance matrix per metric, plus SVCCA at
+  each of ``AnalysisConfig.svcca_ks`` components (``svcca_k3``, ...);
+* ``topology/<task>.safetensors``: ``members [N]`` and the ``[N, N]`` distances
+  ``topology`` (the task's topology-signature distance), ``dynamics`` (its
+  dynamics-signature distance) and ``homology`` (fingerprint distance).
 
 Diverged members are not analysed (their weights are frozen at an exploding state): they
 have no fixed points, NaN scaffold rows and the numbers ``{"canonical": false,
@@ -47,17 +50,23 @@ from ..training import DIVERGED
 
 log = logging.getLogger(__name__)
 
+#: Version of the scaffold and topology files' content: part of their cache key, so that
+#: files written by an older scaffold definition are recomputed, not misread.
+SCAFFOLD_FORMAT = 2
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:
     """What ``analyze`` computes. ``full_state``: use the whole state (LSTM: [h, c]) as the
     geometry representation instead of the hidden state h (the default, as the readout
-    sees it)."""
+    sees it). ``svcca_ks``: SVCCA is also computed at these numbers of components (besides
+    ``k``), to show that geometry claims do not hang on one choice."""
 
     n_trials: int = 32
     trial_seed: int = 20190722
     metrics: tuple[str, ...] = tuple(METRICS)
     k: int = DEFAULT_K
+    svcca_ks: tuple[int, ...] = (3, 5)
     full_state: bool = False
     homology_points: int = 300
     candidate_budget: int = 1024
@@ -170,16 +179,19 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
         scaffolds = SCAFFOLDS[info["task"]].compute(pop.select(alive), fps.select(alive)) if alive else []
         probe = store.load_file(states_path)["states"]
         numbers: list[dict[str, Any]] = [{"canonical": False, "diverged": True}] * len(pop)
-        vectors: list[np.ndarray | None] = [None] * len(pop)
+        topology: list[np.ndarray | None] = [None] * len(pop)
+        dynamics: list[np.ndarray | None] = [None] * len(pop)
         fingerprints: list[np.ndarray | None] = [None] * len(pop)
         for i, sc in zip(alive, scaffolds, strict=True):
-            numbers[i], vectors[i] = sc.as_dict(), sc.vector
+            numbers[i], topology[i], dynamics[i] = sc.as_dict(), sc.topology, sc.dynamics
             fingerprints[i] = fingerprint(probe[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
-        atomic_save_tensors({"vectors": _rows(vectors), "fingerprints": _rows(fingerprints)},
+        atomic_save_tensors({"topology": _rows(topology), "dynamics": _rows(dynamics),
+                             "fingerprints": _rows(fingerprints)},
                             sc_path, {"source": source, "numbers": json.dumps(numbers, default=_jsonable)})
 
     cached(store, sc_path, {"fixed_points": _stamp(fp_path), "states": _stamp(states_path),
-                            "homology_points": config.homology_points}, scaffold, f"scaffold {shard}", on_step)
+                            "homology_points": config.homology_points, "format": SCAFFOLD_FORMAT},
+           scaffold, f"scaffold {shard}", on_step)
 
 
 def analyze_run(store: RunStore, config: AnalysisConfig = AnalysisConfig(), device: str | torch.device = "cpu",
@@ -223,17 +235,21 @@ def _task_geometry(store: RunStore, root: Path, task: str, shards: list[str], ro
             for metric in config.metrics:
                 extra: dict[str, Any] = {"k": k} if "k" in METRICS[metric].params else {}
                 geometry[metric] = pairwise_distances(reps, metric, **extra).cpu()
+            for k_extra in config.svcca_ks:
+                geometry[f"svcca_k{k_extra}"] = pairwise_distances(reps, "svcca", k=min(k, k_extra)).cpu()
         atomic_save_tensors(geometry, path, {"source": source, "k": str(k),
                                              "config": json.dumps(config.as_dict(), default=str)})
 
     cached(store, path, {"states": [_stamp(root / "states" / f"{s}.safetensors") for s in shards], "members": ids,
-                         "metrics": list(config.metrics), "k": config.k, "full_state": config.full_state},
+                         "metrics": list(config.metrics), "k": config.k,
+                         "svcca_ks": list(config.svcca_ks), "full_state": config.full_state},
            compute, f"geometry {task}", on_step)
 
 
 def _task_topology(store: RunStore, root: Path, task: str, shards: list[str], rows: list[MemberRow],
                    on_step: Step | None) -> None:
-    """``topology/<task>``: scaffold and homology distances over the task's members."""
+    """``topology/<task>``: topology-signature, dynamics-signature and homology distances
+    over the task's members."""
     path = root / "topology" / f"{task}.safetensors"
     ids = [r.member for r in rows]
 
@@ -241,14 +257,16 @@ def _task_topology(store: RunStore, root: Path, task: str, shards: list[str], ro
         sc = {s: store.load_file(root / "scaffold" / f"{s}.safetensors") for s in shards}
         topology = {"members": torch.tensor(ids, dtype=torch.int64)}
         if rows:
-            v = np.stack([sc[r.shard]["vectors"][r.idx].numpy() for r in rows])
+            spec = SCAFFOLDS[task]
+            for signature, fn in (("topology", spec.distance), ("dynamics", spec.dynamics_distance)):
+                v = np.stack([sc[r.shard][signature][r.idx].numpy() for r in rows])
+                topology[signature] = torch.as_tensor(distance_matrix(fn, v))
             f = np.stack([sc[r.shard]["fingerprints"][r.idx].numpy() for r in rows])
-            topology["scaffold"] = torch.as_tensor(distance_matrix(SCAFFOLDS[task], v))
             topology["homology"] = torch.as_tensor(distance_matrix(diagram_distance, f))
         atomic_save_tensors(topology, path, {"source": source})
 
     cached(store, path, {"scaffold": [_stamp(root / "scaffold" / f"{s}.safetensors") for s in shards],
-                         "members": ids}, compute, f"topology {task}", on_step)
+                         "members": ids, "format": SCAFFOLD_FORMAT}, compute, f"topology {task}", on_step)
 
 
 def _rows(rows: list[np.ndarray | None]) -> Tensor:
@@ -277,8 +295,8 @@ def _analysis_file(store: RunStore, kind: str, name: str) -> Path:
 
 
 def load_scaffolds(store: RunStore, shard: str) -> tuple[list[dict[str, Any]], dict[str, Tensor]]:
-    """Per-member scaffold numbers (``Scaffold.as_dict()``) and the ``vectors`` /
-    ``fingerprints`` tensors of ``shard``."""
+    """Per-member scaffold numbers (``Scaffold.as_dict()``) and the ``topology`` /
+    ``dynamics`` / ``fingerprints`` tensors of ``shard``."""
     path = _analysis_file(store, "scaffold", shard)
     tensors = store.load_file(path)
     with safe_open(str(path), framework="pt") as fh:
@@ -292,7 +310,7 @@ def load_states(store: RunStore, shard: str) -> Tensor:
 
 
 def load_topology(store: RunStore, task: str) -> dict[str, Tensor]:
-    """``members [N]`` and the ``[N, N]`` topology distances (``scaffold``, ``homology``) of ``task``."""
+    """``members [N]`` and the ``[N, N]`` distances ``topology``, ``dynamics`` and ``homology`` of ``task``."""
     return store.load_file(_analysis_file(store, "topology", task))
 
 

@@ -1,23 +1,40 @@
-"""``universality check MODULE:ATTR``: hold a new architecture against the reference.
+"""``universality check MODULE:ATTR``: hold a new architecture against the reference population.
 
-Trains a population of the user's cell on each task with a preset's settings, analyses it
-exactly as the reference populations, places it among them (geometry and topology
-distances to every passed reference member, MDS with the new architecture highlighted)
-and evaluates the scaffold claims for it.
+The cell is trained on each task with a preset's settings (by default the reference's own,
+so the comparison is like for like), analysed exactly as the reference populations, and
+judged per task, each row a :class:`~universality.verdicts.Claim` with a verdict and a
+reason (``detail["reason"]``):
+
+* ``trainability``: passed / trained against the reference architectures' pooled rate
+  (one-sided Fisher exact test: is the cell's rate lower?);
+* one row per per-network criterion of the task's scaffold, and the scaffold claim
+  (``canonical``), over the passed networks, against the reference's rate (same test);
+* ``geometry_own``: the cell's geometry is its own (its networks are each other's SVCCA
+  nearest neighbours more often than chance, permutation p < 0.01), with its placement
+  (mean distance to each reference architecture, MDS figure);
+* ``topology_among_reference``: its topology falls among the reference architectures'
+  (the rate at which a new network's topology nearest neighbour is new, at most chance +
+  0.15, as the topology claim).
+
+Two-sample rows: ``fail`` when the cell's rate is significantly lower (p < ALPHA);
+``pass`` when it is not and the sample could have shown it (zero of the cell's networks
+would have been significant); ``inconclusive`` otherwise, or with no passed networks.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from ..cells import ModuleCell
@@ -25,8 +42,9 @@ from ..compare import mds
 from ..geometry import pairwise_distances
 from ..scaffold import SCAFFOLDS, distance_matrix
 from ..store import RunStore
+from ..verdicts import ALPHA, MIN_MEMBERS, Claim, Verdict, against_threshold, fisher_lower_p, mean_ci, proportion_ci
 from .analyze import AnalysisConfig, analyze_run, load_scaffolds, load_states, probe_states
-from .claims import SCAFFOLD_CLAIMS, THRESHOLDS
+from .claims import THRESHOLDS
 from .pipeline import analysis_config, train_shard
 from .presets import Preset, Shard
 
@@ -35,6 +53,8 @@ PROTOCOL = (
     "nn.Module whose forward(x [B, I], state [B, S]) returns the new state [B, S]; an optional int "
     "attribute state_size (default hidden_size); the readout reads the first hidden_size state entries"
 )
+#: Exit codes of ``universality check``.
+EXIT = {"pass": 0, "fail": 1, "bad input": 2, "inconclusive": 3}
 
 
 class CheckError(ValueError):
@@ -70,50 +90,175 @@ def load_cell(spec: str) -> ModuleCell:
     return ModuleCell(obj)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One line of the verdict table; ``passed`` is None for placements (information)."""
+def exit_code(rows: Sequence[Claim]) -> int:
+    """0 when every row passes, 1 when one fails, 3 when none fails but one is inconclusive."""
+    verdicts = {r.verdict for r in rows}
+    return EXIT["fail"] if "fail" in verdicts else EXIT["inconclusive"] if "inconclusive" in verdicts else 0
 
-    task: str
-    check: str
-    value: float
-    threshold: str
-    passed: bool | None
-    detail: dict[str, Any] = field(default_factory=dict)
+
+def like_for_like(preset: Preset, reference: RunStore, tasks: Sequence[str]) -> list[str]:
+    """How the preset's training differs from the reference members' (empty: like for like)."""
+    refs = [r for r in reference.members() if r.task in tasks]
+    differences = []
+    hidden = sorted({r.hidden for r in refs})
+    if hidden != [preset.hidden[0]]:
+        differences.append(f"hidden {preset.hidden[0]} vs the reference's {hidden}")
+    if preset.name != "reference":
+        differences.append(f"preset {preset.name!r} ({preset.steps} steps, hidden {preset.hidden[0]}) instead of "
+                           "the reference preset")
+    return differences
 
 
 def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tuple[str, ...], out: str | Path,
-               device: str | torch.device = "cpu") -> list[Verdict]:
-    """Train, analyse and place ``cell`` (see the module docstring); the report goes to
-    ``out/report/check.md`` with its figures."""
+               device: str | torch.device = "cpu") -> list[Claim]:
+    """Train, analyse and judge ``cell`` (see the module docstring); the report goes to
+    ``out/report/check.md`` (and ``check.json``) with its figures."""
     store = RunStore.create(out)
     device = torch.device(device)
-    hidden = preset.hidden[0]
     for task in tasks:
-        shard = Shard(task, cell.arch, "custom", hidden)
+        shard = Shard(task, cell.arch, "custom", preset.hidden[0])
         if shard.name not in store.shards():
             train_shard(store, preset, shard, device, cell=cell)
     analyze_run(store, analysis_config(preset), device)
-    verdicts: list[Verdict] = []
     figures = store.path / "report" / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    rows: list[Claim] = []
+    sections: list[str] = []
     for task in tasks:
-        new = _members(store, task)
-        passed = [r for r in new if r["passed"]]
-        cond = f"fraction canonical >= {THRESHOLDS['scaffold_fraction']} (>= 1 passed member)"
-        fraction = float(np.mean([r["scaffold"]["canonical"] for r in passed])) if passed else float("nan")
-        verdicts.append(Verdict(task, SCAFFOLD_CLAIMS[task], fraction, cond,
-                                bool(passed) and fraction >= THRESHOLDS["scaffold_fraction"],
-                                {"passed_members": len(passed), "members": len(new)}))
-        refs = [r for r in _members(reference, task) if r["passed"]]
-        if passed and refs:
-            verdicts += _placement(task, passed, refs, store, reference, figures)
-    _write(store, verdicts)
-    return verdicts
+        new, refs = _members(store, task), _members(reference, task)
+        rows.append(_trainability(task, new, refs))
+        rows += _criteria(task, new, refs)
+        rows += _placement(task, [r for r in new if r["passed"]], [r for r in refs if r["passed"]], figures)
+        sections += _task_section(task, new, refs)
+    _write(store, rows, sections, like_for_like(preset, reference, tasks))
+    return rows
+
+
+# --------------------------------------------------------------------------- rows
+def _rate_row(check: str, task: str, k_new: int, n_new: int, k_ref: int, n_ref: int, what: str,
+              detail: dict[str, Any]) -> Claim:
+    """A two-sample rate row (module docstring): the cell's ``k_new / n_new`` against the
+    reference's ``k_ref / n_ref``."""
+    low, high = proportion_ci(k_new, n_new)
+    cond = f"not lower than the reference's {k_ref}/{n_ref} (Fisher p >= {ALPHA})"
+    ref_rate = k_ref / n_ref if n_ref else math.nan
+    if n_new == 0 or n_ref == 0:
+        reason = "no network of the cell passed the task: nothing to judge (see trainability)" if n_new == 0 else \
+            "the reference has no networks to compare with"
+        return Claim(check, task, math.nan, cond, "inconclusive", n_new, low, high,
+                     {**detail, "reference_rate": ref_rate, "reason": reason})
+    p = fisher_lower_p(k_new, n_new, k_ref, n_ref)
+    powered = fisher_lower_p(0, n_new, k_ref, n_ref) < ALPHA
+    verdict: Verdict = "fail" if p < ALPHA else "pass" if powered else "inconclusive"
+    reason = {
+        "fail": f"{what} in {k_new}/{n_new} of the cell's networks, significantly fewer than the reference's "
+                f"{ref_rate:.0%} (p = {p:.2g})",
+        "pass": f"{what} in {k_new}/{n_new} of the cell's networks, not significantly fewer than the reference's "
+                f"{ref_rate:.0%} (p = {p:.2g})",
+        "inconclusive": f"{k_new}/{n_new}: too few networks to tell a lower rate from the reference's "
+                        f"{ref_rate:.0%} (even 0/{n_new} would give p >= {ALPHA})",
+    }[verdict]
+    return Claim(check, task, k_new / n_new, cond, verdict, n_new, low, high,
+                 {**detail, "reference_rate": ref_rate, "p_value": p, "reason": reason})
+
+
+def _trainability(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]]) -> Claim:
+    """Passed / trained (diverged included) against the reference's pooled rate."""
+    scores = [r["score"] for r in new if r["score"] is not None]
+    by_arch = {a: f"{sum(r['passed'] for r in refs if r['arch'] == a)}/{sum(r['arch'] == a for r in refs)}"
+               for a in sorted({r["arch"] for r in refs})}
+    detail = {"scores": scores, "statuses": [r["status"] for r in new], "reference_by_arch": by_arch}
+    return _rate_row("trainability", task, sum(r["passed"] for r in new), len(new),
+                     sum(r["passed"] for r in refs), len(refs), "the task was learned", detail)
+
+
+def _criteria(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list[Claim]:
+    """One row per per-network criterion of ``task``'s scaffold and one for the scaffold
+    claim (every headline criterion), over passed networks."""
+    spec = SCAFFOLDS[task]
+    new, refs = [r for r in new if r["passed"]], [r for r in refs if r["passed"]]
+
+    def met(rows: list[dict[str, Any]], name: str | None) -> int:
+        if name is None:
+            return sum(bool(r["scaffold"]["canonical"]) for r in rows)
+        return sum(bool(r["scaffold"].get("criteria", {}).get(name, False)) for r in rows)
+
+    out = [_rate_row(spec.claim, task, met(new, None), len(new), met(refs, None), len(refs),
+                     "the scaffold (every headline criterion) holds", {})]
+    for c in spec.criteria:
+        out.append(_rate_row(f"criterion {c.name}", task, met(new, c.name), len(new), met(refs, c.name), len(refs),
+                             f"{c.name} holds", {"statement": c.statement, "headline": c.headline}))
+    return out
+
+
+def _own_nearest(d: np.ndarray, is_new: np.ndarray) -> np.ndarray:
+    """Per new network, the fraction of its nearest other networks (ties by expectation)
+    that are new: ``d [N, N]``, ``is_new [N]`` bool -> ``[n_new]``."""
+    masked = d + np.diag(np.full(len(d), np.inf))
+    nearest = masked <= masked.min(1, keepdims=True) * (1 + 1e-12) + 1e-300
+    return (nearest & is_new[None, :]).sum(1)[is_new] / nearest.sum(1)[is_new]
+
+
+def _own_p(d: np.ndarray, is_new: np.ndarray, n_permutations: int = 2000) -> float:
+    """Permutation p-value that the new networks are each other's nearest neighbours more
+    often than a random set of as many networks (``scipy.stats.permutation_test``)."""
+    def statistic(flags: np.ndarray) -> float:
+        return float(_own_nearest(d, flags.astype(bool)).mean())
+
+    return float(stats.permutation_test((is_new.astype(np.int64),), statistic, permutation_type="pairings",
+                                        n_resamples=n_permutations, alternative="greater",
+                                        rng=np.random.default_rng(0)).pvalue)
+
+
+def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]], figures: Path) -> list[Claim]:
+    """``geometry_own`` and ``topology_among_reference`` with the placement figures."""
+    if len(new) < MIN_MEMBERS or not refs:
+        reason = f"needs >= {MIN_MEMBERS} passed networks of the cell and a reference (has {len(new)})"
+        return [Claim(name, task, math.nan, cond, "inconclusive", len(new), detail={"reason": reason})
+                for name, cond in (("geometry_own", f"own nearest neighbours above chance, p < {ALPHA}"),
+                                   ("topology_among_reference",
+                                    f"own nearest CI <= chance + {THRESHOLDS['topology_margin_over_chance']}"))]
+    everyone = refs + new
+    is_new = np.array([False] * len(refs) + [True] * len(new))
+    reps = [r["states"].reshape(-1, r["states"].shape[-1]) for r in everyone]
+    k = min([AnalysisConfig.k, *(int(torch.linalg.matrix_rank(x - x.mean(0))) for x in reps)])
+    matrices = {"geometry": pairwise_distances(reps, "svcca", k=k).numpy(),
+                "topology": distance_matrix(SCAFFOLDS[task], np.stack([r["topology"] for r in everyone]))}
+    chance = (len(new) - 1) / (len(everyone) - 1)
+    bound = chance + THRESHOLDS["topology_margin_over_chance"]
+    out = []
+    for name, d in matrices.items():
+        by_arch = {a: float(d[np.ix_(is_new, [r["arch"] == a for r in everyone])].mean())
+                   for a in sorted({r["arch"] for r in refs})}
+        scores = _own_nearest(d, is_new)
+        low, high = mean_ci(scores)
+        p = _own_p(d, is_new)
+        placement = {"chance": chance, "p_value": p, "mean_distance_by_arch": by_arch,
+                     "nearest_reference_architecture": min(by_arch, key=by_arch.__getitem__)}
+        if name == "geometry":
+            verdict: Verdict = "pass" if p < ALPHA else "fail" if high < bound else "inconclusive"
+            cond = f"own nearest neighbours above chance, p < {ALPHA}"
+            reason = {"pass": "the cell's networks are each other's geometric nearest neighbours (own geometry)",
+                      "fail": "the cell's geometry falls among the reference architectures' (not its own)",
+                      "inconclusive": "the cell's geometry neither clearly its own nor clearly shared"}[verdict]
+            check = "geometry_own"
+        else:
+            verdict = against_threshold(low, high, bound, at_least=False, n=len(new))
+            cond = f"own nearest CI <= chance + {THRESHOLDS['topology_margin_over_chance']}"
+            reason = {"pass": "the cell's topology is found among the reference architectures' (universal)",
+                      "fail": "the cell's topology separates from the reference architectures'",
+                      "inconclusive": "the interval straddles chance + margin: too few networks to tell"}[verdict]
+            check = "topology_among_reference"
+        out.append(Claim(check, task, float(scores.mean()), cond, verdict, len(new), low, high,
+                         {**placement, "reason": reason}))
+        emb = mds(d, seed=0) if np.any(d > 0) else np.zeros((len(d), 2))
+        _plot(emb, everyone, len(refs), figures / f"{task}_{name}_placement.png", f"{task}: {name} placement")
+    return out
 
 
 def _members(store: RunStore, task: str) -> list[dict[str, Any]]:
-    """Rows of ``task`` with their probe states ``[B, T, H]`` and scaffold (numbers, vector)."""
+    """Rows of ``task`` (diverged ones too, without analysis) with their probe states
+    ``[B, T, H]``, scaffold numbers and topology signature."""
     rows = []
     for shard in store.shards():
         if store.shard_info(shard)["task"] != task:
@@ -124,36 +269,36 @@ def _members(store: RunStore, task: str) -> list[dict[str, Any]]:
         states = load_states(store, shard) if path.is_file() else probe_states(store.load_population(shard),
                                                                                  AnalysisConfig())
         for r in store.members(shard):
+            row = {**r.as_dict(), "member": r.member, "scaffold": numbers[r.idx]}
             if r.status != "diverged":
-                rows.append({**r.as_dict(), "scaffold": numbers[r.idx], "vector": tensors["vectors"][r.idx].numpy(),
-                             "states": states[r.idx, ..., : r.hidden]})
+                row.update(topology=tensors["topology"][r.idx].numpy(), states=states[r.idx, ..., : r.hidden])
+            rows.append(row)
     return rows
 
 
-def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]], store: RunStore,
-               reference: RunStore, figures: Path) -> list[Verdict]:
-    """Geometry and topology distances of the new members to the reference members."""
-    everyone = refs + new
-    labels = [r["arch"] for r in refs] + ["NEW"] * len(new)
-    reps = [r["states"].reshape(-1, r["states"].shape[-1]) for r in everyone]
-    k = min([10, *(int(torch.linalg.matrix_rank(x - x.mean(0))) for x in reps)])
-    geometry = pairwise_distances(reps, "svcca", k=k).numpy()
-    topology = distance_matrix(SCAFFOLDS[task], np.stack([r["vector"] for r in everyone]))
-    out = []
-    for name, d in (("geometry (SVCCA)", geometry), ("topology (scaffold)", topology)):
-        n_ref = len(refs)
-        block = d[n_ref:, :n_ref]  # [new, ref]
-        by_arch = {a: float(block[:, [i for i, r in enumerate(refs) if r["arch"] == a]].mean())
-                   for a in sorted({r["arch"] for r in refs})}
-        nearest = min(by_arch, key=by_arch.__getitem__)
-        masked = d + np.diag(np.full(len(d), np.inf))
-        own = float(np.mean([labels[int(np.argmin(masked[i]))] == "NEW" for i in range(n_ref, len(d))]))
-        out.append(Verdict(task, f"{name}: nearest reference architecture", by_arch[nearest], nearest, None,
-                           {"mean_distance_by_arch": by_arch,
-                            "new_members_whose_nearest_neighbour_is_new": own}))
-        emb = mds(d, seed=0) if np.any(d > 0) else np.zeros((len(d), 2))
-        _plot(emb, everyone, len(refs), figures / f"{task}_{name.split()[0]}_placement.png", f"{task}: {name}")
-    return out
+# --------------------------------------------------------------------------- report
+def _task_section(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list[str]:
+    """check.md's training table (the cell beside each reference architecture) and each
+    new network's scaffold criteria."""
+    spec = SCAFFOLDS[task]
+    lines = [f"## {task}", "", "| architecture | passed / trained | diverged | median score |", "|---|---|---|---|"]
+    groups: dict[str, list[dict[str, Any]]] = {"NEW": new}
+    for r in refs:
+        groups.setdefault(f"{r['arch']}/{r['activation']}", []).append(r)
+    for name, rows in groups.items():
+        scores = [r["score"] for r in rows if r["score"] is not None and r["status"] != "diverged"]
+        median = f"{np.median(scores):.3g}" if scores else "n/a"
+        lines.append(f"| {name} | {sum(r['passed'] for r in rows)}/{len(rows)} | "
+                     f"{sum(r['status'] == 'diverged' for r in rows)} | {median} |")
+    names = [c.name for c in spec.criteria]
+    lines += ["", "The cell's networks:", "", "| member | status | score | canonical | " + " | ".join(names) + " |",
+              "|---|---|---|---|" + "---|" * len(names)]
+    for r in new:
+        crit = r["scaffold"].get("criteria", {})
+        score = "n/a" if r["score"] is None else f"{r['score']:.3g}"
+        lines.append(f"| {r['member']} | {r['status']} | {score} | {bool(r['scaffold'].get('canonical'))} | "
+                     + " | ".join(str(crit.get(n, "n/a")) for n in names) + " |")
+    return lines + [""]
 
 
 def _plot(embedding: np.ndarray, rows: list[dict[str, Any]], n_ref: int, path: Path, title: str) -> None:
@@ -164,13 +309,25 @@ def _plot(embedding: np.ndarray, rows: list[dict[str, Any]], n_ref: int, path: P
                        highlight=[i >= n_ref for i in range(len(rows))])
 
 
-def _write(store: RunStore, verdicts: list[Verdict]) -> None:
+def _write(store: RunStore, rows: list[Claim], sections: list[str], differences: list[str]) -> None:
     report = store.path / "report"
-    (report / "check.json").write_text(json.dumps([asdict(v) for v in verdicts], indent=1, default=str))
-    lines = ["# Architecture check", "", "| task | check | value | threshold / answer | verdict |",
-             "|---|---|---|---|---|"]
-    for v in verdicts:
-        verdict = "info" if v.passed is None else ("PASS" if v.passed else "FAIL")
-        lines.append(f"| {v.task} | {v.check} | {v.value:.3g} | {v.threshold} | {verdict} |")
-    lines += [""] + [f"![{p.stem}](figures/{p.name})" for p in sorted((report / "figures").glob("*_placement.png"))]
+    (report / "check.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1, default=_json))
+    lines = ["# Architecture check", ""]
+    if differences:
+        lines += ["**Not like for like**: the cell was trained with other settings than the reference "
+                  f"({'; '.join(differences)}). A failure may be the training, not the architecture.", ""]
+    lines += ["| task | check | value | 95% CI | threshold | n | verdict | reason |", "|" + "---|" * 8]
+    for r in rows:
+        value = "n/a" if math.isnan(r.value) else f"{r.value:.3g}"
+        ci = "" if math.isnan(r.ci_low) else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+        lines.append(f"| {r.group} | {r.claim} | {value} | {ci} | {r.threshold} | {r.n} | {r.verdict.upper()} | "
+                     f"{r.detail.get('reason', '')} |")
+    lines += ["", *sections]
+    lines += [f"![{p.stem}](figures/{p.name})" for p in sorted((report / "figures").glob("*_placement.png"))]
     (report / "check.md").write_text("\n".join(lines) + "\n")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)

@@ -1,140 +1,221 @@
-"""The paper's claims as numbers with thresholds, evaluated over members that passed.
+"""The paper's claims as verdicts with confidence, over the members that passed their task.
 
-The paper states its findings qualitatively (MDS pictures); every threshold here is the
-project's reading of it, kept in :data:`THRESHOLDS` (the per-task scaffold criteria that
-decide ``canonical`` live beside each scaffold, in ``universality.scaffold``). A claim
-that does not hold is reported with its numbers; thresholds are never tuned to pass.
+The paper states its findings qualitatively (MDS pictures, example networks); every
+threshold here is the project's reading of it, kept with its reason in :data:`THRESHOLDS`
+and docs/claims.md (the per-network criteria live beside each scaffold, in
+``universality.scaffold``). Each row has a ``verdict`` (``pass``, ``fail``,
+``inconclusive``; see :mod:`universality.verdicts`). A claim that does not hold is reported
+with its numbers; thresholds are never tuned to pass.
 
-Claims (``claim`` keys):
+Claims (``claim`` keys; group = the task unless stated):
 
-1. ``geometry_architecture`` / ``geometry_activation`` (per task): leave-one-out 1-NN
-   accuracy of the label from the SVCCA distances >= 0.6 (architecture, 4 classes) /
-   >= 0.75 (activation), with permutation p < 0.01.
-2. ``topology_architecture`` (per task): 1-NN accuracy from the scaffold distances <=
-   chance + 0.15 and below the geometry accuracy.
-3. ``flipflop_scaffold`` (per architecture x activation): fraction canonical >= 0.9.
-4. ``sine_scaffold`` (per group): fraction canonical >= 0.9.
-5. ``cdi_line_attractor`` (per group): fraction canonical >= 0.9.
-6. ``cdi_modes`` (per architecture): median modes for 90% of the linearised
-   integration response == 1 for vanilla, > 1 for gated architectures.
+1. ``geometry_architecture`` / ``geometry_activation``: geometry is individual. Leave-one-out
+   1-NN accuracy of the label from the SVCCA distances (ties by expectation) with its
+   95 % interval (bootstrap over networks) at or above 0.6 (architecture) / 0.75 (activation), and its permutation
+   p < 0.01. The same accuracy under CKA, Procrustes, CCA and SVCCA with 3 and 5 components
+   is reported in ``detail``.
+2. ``topology_architecture`` / ``topology_activation``: topology is universal. 1-NN accuracy
+   from the topology-signature distances (discrete content only) with its interval at or
+   below chance + 0.15.
+3. ``dynamics_architecture``: linear dynamics are individual. 1-NN accuracy of the
+   architecture from the dynamics-signature distances above chance, permutation p < 0.01.
+4. ``<task scaffold claim>`` (``flipflop_scaffold``, ``sine_scaffold``,
+   ``cdi_line_attractor``): the scaffold is universal. The rate of networks meeting every
+   headline criterion, at least 0.9: pooled over all groups (group ``all``, with a
+   homogeneity test across groups) and per architecture x activation.
+5. The scaffold modules' own claims (``ScaffoldSpec.extra_claims``, e.g. ``cdi_modes``).
 """
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..compare import separability
+from ..compare import chance_level, nearest_neighbor_accuracy, nearest_neighbor_scores, nn_permutation_p
+from ..scaffold import SCAFFOLDS
 from ..store import MemberRow
+from ..verdicts import (
+    ALPHA,
+    MIN_MEMBERS,
+    Claim,
+    Verdict,
+    against_threshold,
+    homogeneity_p,
+    mean_ci,
+    proportion_ci,
+    rate_claim,
+)
 
+#: Every threshold of the claims above (the per-network criteria are in the scaffold modules).
 THRESHOLDS: dict[str, float] = {
     "geometry_architecture_accuracy": 0.6,
     "geometry_activation_accuracy": 0.75,
-    "geometry_p_value": 0.01,
     "topology_margin_over_chance": 0.15,
-    "scaffold_fraction": 0.9,
-    "vanilla_modes": 1,
-    "min_members_per_group": 2,
+    "scaffold_rate": 0.9,
+    "alpha": ALPHA,
+    "min_members": MIN_MEMBERS,
 }
-
-SCAFFOLD_CLAIMS = {"flipflop": "flipflop_scaffold", "sine": "sine_scaffold", "cdi": "cdi_line_attractor"}
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim in one group: measured ``value`` against ``threshold`` (a readable
-    condition), with the number of members ``n`` it rests on and the details."""
-
-    claim: str
-    group: str
-    value: float
-    threshold: str
-    passed: bool
-    n: int
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: Per claim key: what the row tests, and what the paper shows (SUMMARY.md, two lines each).
+STATEMENTS: dict[str, tuple[str, str]] = {
+    "geometry_architecture": ("Networks of one architecture sit nearer each other in SVCCA geometry than chance: "
+                              "the architecture is predictable from geometry (individuality).",
+                              "Paper Fig. 2b/c, 3b/c: MDS of SVCCA distances separates architectures."),
+    "geometry_activation": ("The activation (tanh / ReLU) is predictable from SVCCA geometry.",
+                            "Paper Fig. 2b, 3b: within an architecture, tanh and ReLU networks separate."),
+    "topology_architecture": ("The topology signature (discrete scaffold: fixed points, indices, graph, flags) "
+                              "does not predict the architecture beyond chance + margin (universality).",
+                              "Paper Fig. 2e/f, 3d: the MDS of fixed-point topology mixes architectures."),
+    "topology_activation": ("The topology signature does not predict the activation beyond chance + margin.",
+                            "Paper Sec. 4: the scaffold is shared across architectures and nonlinearities."),
+    "dynamics_architecture": ("The linearised dynamics (eigenvalues, frequencies, selection gains, response "
+                              "modes) predict the architecture above chance (individuality of linear dynamics).",
+                              "Paper Fig. 3e/f: eigenvalue spectra and modes of the response differ by "
+                              "architecture."),
+    "flipflop_scaffold": ("At least 90% of trained flip-flop networks hold the labelled 3-cube of memories and "
+                          "index-1 saddles (pooled, and in every architecture x activation).",
+                          "Paper Fig. 2d: 2^3 stable points with saddles on the cube's edges in every network."),
+    "sine_scaffold": ("At least 90% of sine networks have, per input, one unstable spiral inside a limit cycle "
+                      "whose linearised frequency tracks the target.",
+                      "Paper Fig. 2g-i: one unstable fixed point per input; its linearised frequency follows "
+                      "the target."),
+    "cdi_line_attractor": ("At least 90% of context-integration networks hold a one-dimensional line of slow "
+                           "points per context, its tangent in the slow subspace, selecting the relevant input.",
+                           "Paper Fig. 3a-c: an approximate line attractor per context in every architecture."),
+    "cdi_modes": ("Vanilla networks integrate with fewer linear modes than gated networks (modes for 90% of the "
+                  "linearised response, one-sided rank test).",
+                  "Paper Fig. 3f: vanilla RNNs use one slow mode, gated RNNs several."),
+}
+#: Geometry metrics reported beside SVCCA (keys of the stored geometry matrices).
+OTHER_GEOMETRY = ("cka", "procrustes", "cca_angular", "svcca_k3", "svcca_k5")
+LABELS = {"architecture": "arch", "activation": "activation"}
 
 
 def _passed_subset(ids: Sequence[int], matrix: np.ndarray, rows: Mapping[int, MemberRow]) -> tuple[
         list[int], np.ndarray]:
-    keep = [i for i, m in enumerate(ids) if rows[m].passed]
+    keep = [i for i, m in enumerate(ids) if m in rows and rows[m].passed]
     return [ids[i] for i in keep], matrix[np.ix_(keep, keep)]
 
 
-def separability_claims(task: str, ids: Sequence[int], geometry: np.ndarray, topology: np.ndarray | None,
-                        rows: Mapping[int, MemberRow], n_permutations: int = 1000) -> list[Claim]:
-    """Claims 1 and 2 for one task from ``[N, N]`` distance matrices over members ``ids``."""
+def _accuracy(d: np.ndarray, labels: list[str], n_permutations: int) -> dict[str, float]:
+    """1-NN accuracy (ties by expectation), its chance level, 95 % interval (bootstrap over
+    networks) and permutation p."""
+    scores = nearest_neighbor_scores(d, labels)
+    low, high = mean_ci(scores)
+    return {"accuracy": float(scores.mean()), "chance": chance_level(labels), "ci_low": low, "ci_high": high,
+            "p_value": nn_permutation_p(d, labels, n_permutations)}
+
+
+def _separable(labels: list[str]) -> bool:
+    """At least two labels, one of them on at least two networks (1-NN needs a neighbour)."""
+    counts = [labels.count(v) for v in set(labels)]
+    return len(counts) >= 2 and max(counts) >= 2 and len(labels) >= MIN_MEMBERS
+
+
+def separability_claims(task: str, ids: Sequence[int], geometry: Mapping[str, np.ndarray],
+                        topology: Mapping[str, np.ndarray], rows: Mapping[int, MemberRow],
+                        n_permutations: int = 1000) -> list[Claim]:
+    """Claims 1-3 for one task from ``[N, N]`` distance matrices over members ``ids``
+    (``geometry``: ``svcca`` and the :data:`OTHER_GEOMETRY` present; ``topology``:
+    ``topology`` and ``dynamics``)."""
     t = THRESHOLDS
-    out = []
-    members, geo = _passed_subset(ids, geometry, rows)
-    geo_arch_acc = float("nan")
-    for label, key in (("architecture", "arch"), ("activation", "activation")):
-        labels = [getattr(rows[m], key) for m in members]
+    out: list[Claim] = []
+
+    def labelled(matrix: np.ndarray, label: str) -> tuple[np.ndarray, list[str]]:
+        members, d = _passed_subset(ids, matrix, rows)
+        return d, [getattr(rows[m], LABELS[label]) for m in members]
+
+    def too_few(claim: str, cond: str, labels: list[str]) -> Claim:
+        return Claim(claim, task, math.nan, cond, "inconclusive", len(labels),
+                     detail={"reason": f"needs >= 2 groups and >= {MIN_MEMBERS} passed networks, one group with 2"})
+
+    for label in LABELS:
         need = t[f"geometry_{label}_accuracy"]
-        cond = f"1-NN >= {need} and p < {t['geometry_p_value']}"
-        if len(set(labels)) < 2:
-            out.append(Claim(f"geometry_{label}", task, float("nan"), cond, False, len(members),
-                             {"note": f"needs >= 2 {label} groups among passed members"}))
+        cond = f"1-NN CI >= {need} and p < {ALPHA}"
+        d, labels = labelled(geometry["svcca"], label)
+        if not _separable(labels):
+            out.append(too_few(f"geometry_{label}", cond, labels))
             continue
-        s = separability(geo, labels, n_permutations=n_permutations)
-        if label == "architecture":
-            geo_arch_acc = s.nn_accuracy
-        out.append(Claim(f"geometry_{label}", task, s.nn_accuracy, cond,
-                         s.nn_accuracy >= need and s.p_value < t["geometry_p_value"], len(members),
-                         {"chance": s.chance, "p_value": s.p_value, "silhouette": s.silhouette}))
-    if topology is not None:
-        members, topo = _passed_subset(ids, topology, rows)
-        labels = [rows[m].arch for m in members]
-        cond = f"1-NN <= chance + {t['topology_margin_over_chance']} and < geometry 1-NN"
-        if len(set(labels)) < 2:
-            out.append(Claim("topology_architecture", task, float("nan"), cond, False, len(members),
-                             {"note": "needs >= 2 architectures among passed members"}))
+        s = _accuracy(d, labels, n_permutations)
+        verdict = against_threshold(s["ci_low"], s["ci_high"], need, n=len(labels))
+        if verdict == "pass" and s["p_value"] >= ALPHA:
+            verdict = "inconclusive"
+        others = {m: nearest_neighbor_accuracy(labelled(geometry[m], label)[0], labels)
+                  for m in OTHER_GEOMETRY if m in geometry}
+        out.append(Claim(f"geometry_{label}", task, s["accuracy"], cond, verdict, len(labels), s["ci_low"],
+                         s["ci_high"], {"chance": s["chance"], "p_value": s["p_value"], "other_metrics": others}))
+
+    geometry_accuracy = {c.claim.split("_", 1)[1]: c.value for c in out}
+    for label in LABELS:
+        if "topology" not in topology:
+            break
+        d, labels = labelled(topology["topology"], label)
+        cond = f"1-NN CI <= chance + {t['topology_margin_over_chance']}"
+        if not _separable(labels):
+            out.append(too_few(f"topology_{label}", cond, labels))
+            continue
+        s = _accuracy(d, labels, n_permutations)
+        bound = s["chance"] + t["topology_margin_over_chance"]
+        verdict = against_threshold(s["ci_low"], s["ci_high"], bound, at_least=False, n=len(labels))
+        out.append(Claim(f"topology_{label}", task, s["accuracy"], cond, verdict, len(labels), s["ci_low"],
+                         s["ci_high"], {"chance": s["chance"], "bound": bound, "p_value": s["p_value"],
+                                        "geometry_accuracy": geometry_accuracy.get(label, math.nan)}))
+
+    if "dynamics" in topology:
+        d, labels = labelled(topology["dynamics"], "architecture")
+        cond = f"1-NN above chance, p < {ALPHA}"
+        if not _separable(labels):
+            out.append(too_few("dynamics_architecture", cond, labels))
         else:
-            s = separability(topo, labels, n_permutations=n_permutations)
-            ok = s.nn_accuracy <= s.chance + t["topology_margin_over_chance"] and s.nn_accuracy < geo_arch_acc
-            out.append(Claim("topology_architecture", task, s.nn_accuracy, cond, bool(ok), len(members),
-                             {"chance": s.chance, "p_value": s.p_value, "geometry_accuracy": geo_arch_acc}))
+            s = _accuracy(d, labels, n_permutations)
+            verdict: Verdict = "pass" if s["p_value"] < ALPHA and s["accuracy"] > s["chance"] else "fail"
+            out.append(Claim("dynamics_architecture", task, s["accuracy"], cond, verdict, len(labels), s["ci_low"],
+                             s["ci_high"], {"chance": s["chance"], "p_value": s["p_value"]}))
     return out
 
 
 def scaffold_claims(task: str, rows: Sequence[MemberRow], scaffolds: Mapping[int, dict[str, Any]]) -> list[Claim]:
-    """Claims 3-5 (fraction canonical per architecture x activation) and 6 (cdi modes)."""
-    t = THRESHOLDS
-    out = []
+    """Claim 4 (the rate of canonical scaffolds, pooled and per architecture x activation)
+    and the task's own claims (claim 5)."""
+    spec = SCAFFOLDS[task]
+    threshold = THRESHOLDS["scaffold_rate"]
     groups: dict[str, list[MemberRow]] = {}
     for r in rows:
         if r.task == task:
             groups.setdefault(f"{r.arch}/{r.activation}", []).append(r)
+    met = {g: [bool(scaffolds[r.member]["canonical"]) for r in members if r.passed and r.member in scaffolds]
+           for g, members in sorted(groups.items())}
+    per_group = []
     for group, members in sorted(groups.items()):
-        passed = [r for r in members if r.passed and r.member in scaffolds]
         excluded = {s: sum(r.status == s for r in members if not r.passed) for s in ("failed", "diverged")}
-        cond = f"fraction canonical >= {t['scaffold_fraction']}"
-        detail: dict[str, Any] = {"excluded": excluded}
-        if len(passed) < t["min_members_per_group"]:
-            out.append(Claim(SCAFFOLD_CLAIMS[task], group, float("nan"), cond, False, len(passed),
-                             {**detail, "note": "too few passed members"}))
-            continue
-        fraction = float(np.mean([bool(scaffolds[r.member]["canonical"]) for r in passed]))
-        out.append(Claim(SCAFFOLD_CLAIMS[task], group, fraction, cond, fraction >= t["scaffold_fraction"],
-                         len(passed), detail))
-    if task == "cdi":
-        archs: dict[str, list[float]] = {}
-        for r in rows:
-            if r.task == "cdi" and r.passed and r.member in scaffolds:
-                modes = scaffolds[r.member].get("modes_90")
-                if modes is not None and np.isfinite(modes):
-                    archs.setdefault(r.arch, []).append(float(modes))
-        for arch, modes in sorted(archs.items()):
-            median = statistics.median(modes)
-            if arch == "vanilla":
-                cond, ok = f"median == {t['vanilla_modes']}", median == t["vanilla_modes"]
-            else:
-                cond, ok = f"median > {t['vanilla_modes']}", median > t["vanilla_modes"]
-            out.append(Claim("cdi_modes", arch, median, cond, bool(ok), len(modes), {"modes": modes}))
-    return out
+        per_group.append(rate_claim(spec.claim, group, met[group], threshold,
+                                    {"excluded": excluded, **criteria_rates(spec.task, members, scaffolds)}))
+    pooled = [m for g in met.values() for m in g]
+    everyone = [r for members in groups.values() for r in members]
+    p_homogeneous = homogeneity_p(list(met.values()))
+    overall = rate_claim(spec.claim, "all", pooled, threshold,
+                         {"homogeneity_p": p_homogeneous, **criteria_rates(spec.task, everyone, scaffolds)})
+    verdict = overall.verdict
+    if p_homogeneous < ALPHA:  # the groups differ: the pooled rate does not speak for each
+        verdict = "fail" if any(c.verdict == "fail" for c in per_group) else (
+            "inconclusive" if verdict == "pass" else verdict)
+    overall = replace(overall, verdict=verdict)
+    extra = spec.extra_claims([r for r in rows if r.task == task], scaffolds) if spec.extra_claims else []
+    return [overall, *per_group, *extra]
+
+
+def criteria_rates(task: str, members: Sequence[MemberRow], scaffolds: Mapping[int, dict[str, Any]],
+                   ) -> dict[str, dict[str, float]]:
+    """Per criterion of ``task``'s scaffold: ``{"rate", "ci_low", "ci_high", "n"}`` over the
+    passed ``members``."""
+    out: dict[str, dict[str, float]] = {}
+    numbers = [scaffolds[r.member] for r in members if r.passed and r.member in scaffolds]
+    for criterion in SCAFFOLDS[task].criteria:
+        met = [bool(n.get("criteria", {}).get(criterion.name, False)) for n in numbers]
+        low, high = proportion_ci(sum(met), len(met))
+        out[criterion.name] = {"rate": sum(met) / len(met) if met else math.nan, "ci_low": low, "ci_high": high,
+                               "n": len(met)}
+    return {"criteria": out} if out else {}

@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from ..store import RunStore, provenance
-from .claims import Claim
+from .claims import STATEMENTS, Claim
 from .pipeline import default_workers, run_preset
 from .presets import PRESETS
-from .report import claims_table
+from .report import claims_table, fmt_number
 
 KEPT = ("catalog.sqlite", "shards", "analysis/scaffold", "analysis/geometry", "analysis/topology", "report")
 
@@ -62,24 +62,58 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     for damage in kept.damage():  # the analysis files left out (states, fixed points) leave the catalog too
         if damage.kind == "analysis" and damage.problem == "missing":
             kept.forget_file(staging / damage.path)
+    old_claims = target / "report" / "claims.json"
+    previous = json.loads(old_claims.read_text()) if old_claims.is_file() else None
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     store = RunStore(target)
     hashes = {s: store.shard_info(s)["config_hash"] for s in store.shards()}
     full = {**provenance(record.device), **vars(record), "config_hashes": hashes}
     (out / "provenance.json").write_text(json.dumps(full, indent=1, sort_keys=True))
-    claims = [Claim(**c) for c in json.loads((target / "report" / "claims.json").read_text())]
-    (out / "SUMMARY.md").write_text("\n".join(summary(record, full["date"], claims)) + "\n")
+    claims = [Claim.from_dict(c) for c in json.loads((target / "report" / "claims.json").read_text())]
+    (out / "SUMMARY.md").write_text("\n".join(summary(record, full["date"], claims, previous)) + "\n")
     return out
 
 
-def summary(record: ExportRecord, date: str, claims: list[Claim]) -> list[str]:
-    """The lines of ``SUMMARY.md``: how the results were produced, then the claims table."""
-    return ["# Reference results", "",
-            f"Produced by `{record.command}` (preset `reference`; this invocation took "
-            f"{record.wall_seconds / 60:.1f} min, {record.seconds_since_run_created / 60:.1f} min since the run "
-            f"directory was created; {record.device}, {record.workers} workers, {date}). "
-            "Full report: `run/report/report.md`.", "", *claims_table(claims)]
+def summary(record: ExportRecord, date: str, claims: list[Claim], previous: list[dict[str, Any]] | None = None,
+            ) -> list[str]:
+    """The lines of ``SUMMARY.md``: how the results were produced; each claim in two lines
+    (what it tests, what the paper shows) with its verdicts; the claims table; and, given the
+    ``previous`` reference's ``claims.json`` rows, the verdicts that changed."""
+    lines = ["# Reference results", "",
+             f"Produced by `{record.command}` (preset `reference`; this invocation took "
+             f"{record.wall_seconds / 60:.1f} min, {record.seconds_since_run_created / 60:.1f} min since the run "
+             f"directory was created; {record.device}, {record.workers} workers, {date}). "
+             "Full report: `run/report/report.md`.", "", "## The claims", ""]
+    for key in dict.fromkeys(c.claim for c in claims):
+        rows = [c for c in claims if c.claim == key]
+        said, shown = STATEMENTS.get(key, (key, ""))
+        verdicts = ", ".join(f"{c.group} {c.verdict.upper()}" for c in rows if c.group in ("all",) or len(rows) <= 3)
+        verdicts = verdicts or ", ".join(f"{c.group} {c.verdict.upper()}" for c in rows)
+        lines += [f"* **{key}**: {said} Verdict: {verdicts}.", f"  {shown}"]
+    lines += ["", *claims_table(claims)]
+    if previous is not None:
+        lines += changes(previous, claims)
+    return lines
+
+
+def changes(previous: list[dict[str, Any]], claims: list[Claim]) -> list[str]:
+    """A table of each claim row's verdict before (``previous`` claims.json rows; old rows
+    without ``verdict`` read ``passed``) and now."""
+    def verdict(row: dict[str, Any]) -> str:
+        return str(row.get("verdict") or ("pass" if row.get("passed") else "fail"))
+
+    def shown(v: tuple[str, Any] | None) -> str:
+        return "absent" if v is None else f"{v[0].upper()} ({fmt_number(v[1])})"
+
+    old = {(r["claim"], r["group"]): (verdict(r), r.get("value")) for r in previous}
+    new = {(c.claim, c.group): (c.verdict, c.value) for c in claims}
+    lines = ["## Against the previous reference", "",
+             "| claim | group | previous verdict (value) | verdict now (value) |", "|---|---|---|---|"]
+    for key in dict.fromkeys([*old, *new]):
+        before, now = old.get(key), new.get(key)
+        lines.append(f"| {key[0]} | {key[1]} | {shown(before)} | {shown(now)} |")
+    return lines + [""]
 
 
 def make_reference(command: str, out: str | Path = "reference_results", work: str | Path = "runs/reference",

@@ -1,7 +1,8 @@
 """``universality report``: claims, figures and a Markdown report of an analysed run.
 
 Writes ``DIR/report/report.md``, ``DIR/report/claims.json`` (a list of objects with
-``claim``, ``group``, ``value``, ``threshold``, ``passed``, ``n``, ``detail``) and PNG
+``claim``, ``group``, ``value``, ``ci_low``, ``ci_high``, ``threshold``, ``verdict``
+(pass / fail / inconclusive), ``passed`` (true only for pass), ``n``, ``detail``) and PNG
 figures under ``DIR/report/figures/``.
 """
 
@@ -14,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..compare import mds
+from ..scaffold import SCAFFOLDS, FigureContext
 from ..store import MemberRow, RunStore
 from ..tasks import task_from_config
 from .analyze import load_fixed_points, load_geometry, load_scaffolds, load_states, load_topology
-from .claims import THRESHOLDS, Claim, scaffold_claims, separability_claims
+from .claims import THRESHOLDS, Claim, criteria_rates, scaffold_claims, separability_claims
 
 TASK_ORDER = ("flipflop", "sine", "cdi")
 
@@ -45,12 +46,11 @@ def evaluate(store: RunStore, n_permutations: int = 1000, members: set[int] | No
     claims: list[Claim] = []
     for task in tasks:
         geo, topo = load_geometry(store, task), load_topology(store, task)
-        keep = [i for i, m in enumerate(geo["members"].tolist()) if m in by_id]
-        ids = [int(geo["members"][i]) for i in keep]
+        ids = geo["members"].tolist()
         if "svcca" in geo:
-            claims += separability_claims(task, ids, geo["svcca"].numpy()[np.ix_(keep, keep)],
-                                          topo["scaffold"].numpy()[np.ix_(keep, keep)] if "scaffold" in topo else None,
-                                          by_id, n_permutations)
+            claims += separability_claims(task, ids, {k: v.numpy() for k, v in geo.items() if k != "members"},
+                                          {k: v.numpy() for k, v in topo.items() if k != "members"}, by_id,
+                                          n_permutations)
         claims += scaffold_claims(task, rows, scaffolds)
     return claims
 
@@ -71,6 +71,7 @@ def write_report(store: RunStore, n_permutations: int = 1000) -> Path:
     lines += _pass_rates(rows)
     for task in tasks:
         lines += [f"## Task: {task}", ""]
+        lines += criteria_table(task, rows, scaffolds)
         lines += _task_figures(store, task, rows, scaffolds, figs, plots)
     lines += _provenance(store)
     path = out / "report.md"
@@ -79,25 +80,57 @@ def write_report(store: RunStore, n_permutations: int = 1000) -> Path:
 
 
 # ---------------------------------------------------------------------------- sections
-def _fmt(value: float) -> str:
+def fmt_number(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+def _interval(low: float, high: float) -> str:
+    return "" if math.isnan(low) else f"[{low:.2f}, {high:.2f}]"
+
+
 def claims_table(claims: list[Claim]) -> list[str]:
-    """The Markdown claims section: a heading, how to read it, one row per claim, the count."""
+    """The Markdown claims section: a heading, how to read it, one row per claim, the counts."""
     lines = ["## Claims", "",
-             "Thresholds are the project's reading of the paper (qualitative in the original); "
-             f"see `universality/benchmark/claims.py` ({json.dumps(THRESHOLDS)}) and the scaffold "
-             "modules for the per-network criteria behind `canonical`. Computed over members that "
-             "passed their task; excluded members are counted per group.", "",
-             "| claim | group | value | threshold | n | verdict | details |", "|---|---|---|---|---|---|---|"]
+             "Each claim, its measured value with its 95% interval, and a verdict: PASS when the interval lies "
+             "on the claim's side of the threshold, FAIL when it lies wholly on the other side, INCONCLUSIVE when "
+             "it straddles it or too few networks passed. Thresholds and their reasons: docs/claims.md "
+             f"({json.dumps(THRESHOLDS)}); per-network criteria: the scaffold modules. Computed over members "
+             "that passed their task; excluded members are counted per group.", "",
+             "| claim | group | value | 95% CI | threshold | n | verdict | details |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in claims:
-        detail = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in c.detail.items()
-                           if k != "modes")
-        lines.append(f"| {c.claim} | {c.group} | {_fmt(c.value)} | {c.threshold} | {c.n} | "
-                     f"{'PASS' if c.passed else 'FAIL'} | {detail} |")
-    n_pass = sum(c.passed for c in claims)
-    return lines + ["", f"{n_pass}/{len(claims)} claim checks pass.", ""]
+        detail = ", ".join(f"{k}={fmt_number(v) if isinstance(v, float) else v}" for k, v in c.detail.items()
+                           if k not in ("modes", "criteria", "other_metrics"))
+        if "other_metrics" in c.detail:
+            detail += ", " + ", ".join(f"{k}={fmt_number(v)}" for k, v in c.detail["other_metrics"].items())
+        lines.append(f"| {c.claim} | {c.group} | {fmt_number(c.value)} | {_interval(c.ci_low, c.ci_high)} | "
+                     f"{c.threshold} | {c.n} | {c.verdict.upper()} | {detail} |")
+    counts = {v: sum(c.verdict == v for c in claims) for v in ("pass", "fail", "inconclusive")}
+    return lines + ["", f"{counts['pass']}/{len(claims)} claim checks pass, {counts['fail']} fail, "
+                    f"{counts['inconclusive']} inconclusive.", ""]
+
+
+def criteria_table(task: str, rows: list[MemberRow], scaffolds: dict[int, dict[str, Any]]) -> list[str]:
+    """Per architecture x activation, the rate (and 95% interval) of each per-network
+    criterion of ``task``'s scaffold, headline criteria marked."""
+    spec = SCAFFOLDS[task]
+    groups: dict[str, list[MemberRow]] = defaultdict(list)
+    for r in rows:
+        if r.task == task:
+            groups[f"{r.arch}/{r.activation}"].append(r)
+    if not groups:
+        return []
+    names = [f"{c.name}{' *' if c.headline else ''}" for c in spec.criteria]
+    lines = ["Per-network criteria (rate over passed networks, 95% interval; * = headline, part of the "
+             f"`{spec.claim}` claim):", "", "| group | n | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for group, members in sorted(groups.items()):
+        rates = criteria_rates(task, members, scaffolds).get("criteria", {})
+        n = next(iter(rates.values()))["n"] if rates else 0
+        cells = [f"{fmt_number(v['rate'])} {_interval(v['ci_low'], v['ci_high'])}" for v in rates.values()]
+        lines.append(f"| {group} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", *(f"* `{c.name}`: {c.statement}" for c in spec.criteria), ""]
+    return lines
 
 
 def _pass_rates(rows: list[MemberRow]) -> list[str]:
@@ -106,30 +139,30 @@ def _pass_rates(rows: list[MemberRow]) -> list[str]:
         groups[(r.task, r.arch, r.activation)].append(r)
     lines = ["## Training", "", "Median score over the members that did not diverge (sign accuracy for the "
              "flip-flop, NMSE for sine and cdi).", "",
-             "| task | arch | activation | passed | failed | diverged | median score |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | arch | activation | passed | failed | diverged | restarts | median score |",
+             "|---|---|---|---|---|---|---|---|"]
     for (task, arch, act), members in sorted(groups.items()):
         scores = [r.score for r in members if r.score is not None and r.status != "diverged"]
         lines.append(f"| {task} | {arch} | {act} | {sum(r.passed for r in members)}/{len(members)} | "
                      f"{sum(r.status == 'failed' for r in members)} | "
-                     f"{sum(r.status == 'diverged' for r in members)} | "
-                     f"{_fmt(float(np.median(scores))) if scores else 'n/a'} |")
+                     f"{sum(r.status == 'diverged' for r in members)} | {sum(r.restarts for r in members)} | "
+                     f"{fmt_number(float(np.median(scores))) if scores else 'n/a'} |")
     return lines + [""]
 
 
 def _task_figures(store: RunStore, task: str, rows: list[MemberRow], scaffolds: dict[int, dict[str, Any]],
                   figs: Path, plots: Any) -> list[str]:
-    """The figures (and their Markdown) of one task: example trajectories, MDS of geometry
-    and topology, and the task's own scaffold figures."""
+    """The figures (and their Markdown) of one task: example trajectories, MDS of geometry,
+    topology and dynamics, and the task's own scaffold figures (its ``figures`` hook)."""
     passed = [r for r in rows if r.task == task and r.passed]
     lines = _trajectory_figure(store, task, passed, figs, plots)
     lines += _mds_figures(store, task, rows, figs, plots)
-    if task == "flipflop":
-        lines += _flipflop_figures(store, passed, figs, plots)
-    if task == "sine":
-        lines += _sine_figures(store, passed, figs, plots)
-    if task == "cdi":
-        lines += _cdi_figures(passed, scaffolds, figs, plots)
+    spec = SCAFFOLDS[task]
+    if spec.figures is not None and passed:
+        context = FigureContext(passed, scaffolds, lambda shard: load_fixed_points(store, shard),
+                                lambda shard: load_states(store, shard),
+                                lambda shard: task_from_config(store.shard_info(shard)["task_config"]), figs)
+        lines += spec.figures(context)
     return lines
 
 
@@ -147,96 +180,23 @@ def _trajectory_figure(store: RunStore, task: str, passed: list[MemberRow], figs
 
 
 def _mds_figures(store: RunStore, task: str, rows: list[MemberRow], figs: Path, plots: Any) -> list[str]:
-    """MDS of the geometry (SVCCA) and topology (scaffold) distances over passed members."""
+    """MDS of the geometry (SVCCA), topology and dynamics distances over passed members."""
     geo, topo = load_geometry(store, task), load_topology(store, task)
     by_id = {r.member: r for r in rows}
     ids = geo["members"].tolist()
-    keep = [i for i, m in enumerate(ids) if by_id[m].passed]
+    keep = [i for i, m in enumerate(ids) if m in by_id and by_id[m].passed]
     if len(keep) < 3:
         return []
     archs = [by_id[ids[i]].arch for i in keep]
     acts = [by_id[ids[i]].activation for i in keep]
     lines = []
-    for name, mats in (("svcca", geo), ("scaffold", topo)):
+    for name, mats in (("svcca", geo), ("topology", topo), ("dynamics", topo)):
         if name in mats:
             d = mats[name].numpy()[np.ix_(keep, keep)]
             emb = mds(d + 0.0, seed=0) if np.any(d > 0) else np.zeros((len(keep), 2))
             plots.mds_by_label(emb, archs, acts, figs / f"{task}_mds_{name}.png", f"{task} {name} MDS")
             lines += [f"![{task} {name} MDS](figures/{task}_mds_{name}.png)", ""]
     return lines
-
-
-def _flipflop_figures(store: RunStore, passed: list[MemberRow], figs: Path, plots: Any) -> list[str]:
-    """One network's fixed points (by number of unstable dimensions) per architecture."""
-    lines = []
-    for arch in sorted({r.arch for r in passed}):
-        r = next(r for r in passed if r.arch == arch)
-        member = load_fixed_points(store, r.shard).member(r.idx)
-        example = load_states(store, r.shard)[r.idx].numpy()
-        cloud = example.reshape(-1, example.shape[-1])
-        plots.fixed_points_pca(cloud, member["points"], member["index"], figs / f"flipflop_fixed_points_{arch}.png",
-                               f"{arch}/{r.activation} member {r.member}: fixed points by # unstable dims")
-        lines += [f"![fixed points {arch}](figures/flipflop_fixed_points_{arch}.png)"]
-    return lines + [""]
-
-
-def _sine_figures(store: RunStore, passed: list[MemberRow], figs: Path, plots: Any) -> list[str]:
-    """Linearised frequency (|arg| of the dominant eigenvalue of the most unstable point per
-    input, as the sine scaffold reads it) against the target frequency."""
-    curves: dict[str, list[np.ndarray]] = defaultdict(list)
-    target = None
-    for shard in sorted({r.shard for r in passed}):
-        fps = load_fixed_points(store, shard)
-        sine = task_from_config(store.shard_info(shard)["task_config"])
-        target = sine.frequencies().numpy()  # type: ignore[attr-defined]
-        top = torch.where(fps.mask, fps.eigenvalues[..., 0].abs(), -1.0)  # [P, C, N]
-        best = top.argmax(-1, keepdim=True)
-        dominant = fps.eigenvalues[..., 0].gather(-1, best)[..., 0].angle().abs()  # [P, C]
-        angle = torch.where(fps.mask.any(-1), dominant, torch.nan).numpy()
-        for r in passed:
-            if r.shard == shard:
-                curves[f"{r.arch}/{r.activation}"].append(angle[r.idx])
-    if target is None:
-        return []
-    plots.frequency_tracking(target, {k: np.stack(v) for k, v in curves.items()}, figs / "sine_frequency_tracking.png")
-    return ["![linearised vs target frequency](figures/sine_frequency_tracking.png)", ""]
-
-
-def _cdi_figures(passed: list[MemberRow], scaffolds: dict[int, dict[str, Any]], figs: Path, plots: Any) -> list[str]:
-    """Sorted spectra, response vs modes retained, and the modes-for-90% table per architecture."""
-    lines = []
-    for key, draw, name, caption in (("spectrum", plots.spectra, "cdi_spectra", "sorted eigenvalue spectra"),
-                                     ("response_curve", plots.mode_curves, "cdi_mode_curves",
-                                      "linearised response vs modes retained")):
-        by_arch = _curves_by_arch(passed, scaffolds, key)
-        if by_arch:
-            draw(by_arch, figs / f"{name}.png")
-            lines += [f"![{caption}](figures/{name}.png)", ""]
-    modes: dict[str, list[float]] = defaultdict(list)
-    for r in passed:
-        value = scaffolds.get(r.member, {}).get("modes_90")
-        if value is not None and np.isfinite(value):
-            modes[r.arch].append(value)
-    if modes:
-        lines += ["| architecture | modes for 90% of the linearised response (median) | networks |", "|---|---|---|"]
-        lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]
-        lines += [""]
-    return lines
-
-
-def _curves_by_arch(passed: list[MemberRow], scaffolds: dict[int, dict[str, Any]], key: str,
-                    width: int = 10) -> dict[str, np.ndarray]:
-    """Per architecture, the ``[N_nets, K]`` stack of each passed member's scaffold list
-    ``key`` (first ``width`` values, cut to the shortest)."""
-    lists: dict[str, list[list[float]]] = defaultdict(list)
-    for r in passed:
-        values = scaffolds.get(r.member, {}).get(key)
-        if values:
-            lists[r.arch].append(values[:width])
-    if not lists:
-        return {}
-    k = min(len(v) for vs in lists.values() for v in vs)
-    return {a: np.array([v[:k] for v in vs]) for a, vs in lists.items()}
 
 
 def _provenance(store: RunStore) -> list[str]:
