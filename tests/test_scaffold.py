@@ -1,8 +1,11 @@
-"""Scaffolds on hand-built systems with known answers: the flip-flop hypercube, the sine
-limit cycle, their invariance to changes of coordinates (the paper's thesis), and the
-homology fingerprints."""
+"""Scaffolds on hand-built systems with known answers: the flip-flop hypercube and its
+functional memory, the registry's contract for every task (signatures invariant to
+permuting hidden units, distances that are metrics), invariance to changes of
+coordinates (the paper's thesis), and the homology fingerprints. (Sine and cdi systems:
+tests/test_scaffold_sine.py, tests/test_scaffold_cdi.py.)"""
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -10,24 +13,24 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import brentq
 
 from universality.cells import make_cell
 from universality.cells.base import Cell
 from universality.dynamics import FixedPointConfig, find_fixed_points
 from universality.geometry import distance as geometry_distance
 from universality.population import Member, Population
-from universality.scaffold import distance_matrix, flipflop, sine
+from universality.scaffold import SCAFFOLDS, distance_matrix, flipflop
 from universality.scaffold.homology import diagram_distance, fingerprint, n_long_lived, persistence
 from universality.tasks import make_task
 
 F64 = torch.float64
-SINE_TASK = make_task("sine", n_freqs=6)
-ONE_LOOP_CHECK = sine.SineConfig(n_homology=1)  # persistent homology at one input only (speed)
 
 
 # ---------------------------------------------------------------------- hand-built systems
 class DiagonalTanh(Cell):
-    """h'_j = tanh(w_j h_j + x_j): K independent units, bistable where w_j > 1."""
+    """h'_j = tanh(w_j h_j + x_j): K independent units, bistable where w_j > 1 (with
+    ``params["w_in"] [P, S, I]``: h' = tanh(w h + W_in x))."""
 
     arch = "diagtanh"
 
@@ -35,37 +38,12 @@ class DiagonalTanh(Cell):
         raise NotImplementedError
 
     def drive(self, params, x):
-        return x
+        if "w_in" not in params:
+            return x
+        return torch.einsum("p...i,psi->p...s", x, params["w_in"])
 
     def recur(self, params, drive, state):
         return torch.tanh(params["w"].unsqueeze(1) * state + drive)
-
-
-class Oscillator(Cell):
-    """h' = r R(w) h / sqrt(1 + |h|^2), with w = a x + c the sine task's decoding of the input.
-
-    The radius obeys rho' = r rho / sqrt(1 + rho^2) and the angle advances by exactly w:
-    for r > 1 an unstable spiral at 0 (eigenvalues r e^{+-iw}) inside a circular limit
-    cycle of radius sqrt(r^2 - 1) and frequency w; for r < 1 a stable spiral, no cycle.
-    """
-
-    arch = "oscillator"
-
-    def init_params(self, input_size, hidden_size, generator):
-        raise NotImplementedError
-
-    def drive(self, params, x):
-        shape = (-1, *([1] * (x.dim() - 1)))
-        return params["a"].view(shape) * x + params["c"].view(shape)
-
-    def recur(self, params, drive, h):
-        return params["r"].view(-1, 1, 1) * rotate(h, drive) / torch.sqrt(1 + h.square().sum(-1, keepdim=True))
-
-
-def rotate(h, angle):
-    """``h [..., 2]`` rotated by ``angle [..., 1]``."""
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    return torch.cat([cos * h[..., :1] - sin * h[..., 1:], sin * h[..., :1] + cos * h[..., 1:]], -1)
 
 
 def to_new(params, h):
@@ -103,7 +81,11 @@ class Conjugated(Cell):
 
 
 class ConjugatedPopulation(Population):
-    """Reads out through the inverse change of coordinates, so outputs are unchanged."""
+    """Starts from, and reads out through, the change of coordinates, so trials and outputs
+    are unchanged."""
+
+    def initial_state(self, batch_size, dtype=torch.float32):
+        return to_new(self.params, super().initial_state(batch_size, torch.float64)).to(dtype)
 
     def readout(self, states, params=None):
         p = self.params if params is None else params
@@ -123,17 +105,6 @@ def bistable(w, readout_bias=0.0):
     params = {"w": w, "readout.weight": torch.eye(k, dtype=F64).expand(p, k, k).clone(),
               "readout.bias": torch.full((p, k), readout_bias, dtype=F64)}
     return make_population(DiagonalTanh(), make_task("flipflop", n_bits=k), k, params)
-
-
-def oscillator(radii, task=SINE_TASK):
-    """Oscillator population, one member per radius, reading out the first coordinate."""
-    r = torch.as_tensor(radii, dtype=F64)
-    p = len(r)
-    w0, w1 = task.frequency_of(torch.tensor([0.0, 1.0])).tolist()  # the task's affine decoding
-    params = {"r": r, "a": torch.full((p,), w1 - w0, dtype=F64), "c": torch.full((p,), w0, dtype=F64),
-              "readout.weight": torch.tensor([[1.0, 0.0]], dtype=F64).expand(p, 1, 2).clone(),
-              "readout.bias": torch.zeros(p, 1, dtype=F64)}
-    return make_population(Oscillator(), task, 2, params)
 
 
 def box_states(p, k, n=512, seed=0, half_width=1.2):
@@ -169,7 +140,7 @@ def hypercube_upper(k):
     return {(a, b) for a, b in itertools.combinations(range(2**k), 2) if bin(a ^ b).count("1") == 1}
 
 
-def adjacency_from_vector(vector, k):
+def adjacency_from_topology(vector, k):
     """The memory-graph adjacency counts stored in a flip-flop signature."""
     n = 2**k
     rows, cols = np.triu_indices(n)
@@ -178,20 +149,39 @@ def adjacency_from_vector(vector, k):
 
 
 # ---------------------------------------------------------------------- flip-flop
+def memory_modulus(w):
+    """|lambda| of tanh(w h) at its nonzero fixed point h* = tanh(w h*): w (1 - h*^2)."""
+    h = brentq(lambda x: x - math.tanh(w * x), 0.1, 1.0)
+    return w * (1 - h * h)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_bistable_units_have_the_canonical_hypercube(k):
-    pop = bistable([[2.0] * k, [3.0 + 0.5 * j for j in range(k)]])
+    w = [[2.0] * k, [3.0 + 0.5 * j for j in range(k)]]
+    pop = bistable(w)
     fp = find_fixed_points(pop, initial_states=box_states(2, k))
     scaffolds = flipflop.compute(pop, fp)
-    for s in scaffolds:
+    hold = flipflop.HOLD_TRIALS * pop.task.n_time
+    for s, wm in zip(scaffolds, w, strict=True):
         n = s.numbers
         assert s.canonical and n["hypercube"] and n["full_cube"]
+        assert s.criteria == {"hypercube": True, "functional_memory": True}
         assert n["n_points"] == 3**k
         assert [n["n_stable"]] + [n[f"n_index{i}"] for i in range(1, k + 1)] == expected_index_counts(k)
         assert n["n_patterns"] == 2**k and n["n_hypercube_edges"] == k * 2 ** (k - 1)
         assert n["n_other_edges"] == n["n_none_edges"] == n["n_index_above"] == 0
-        assert adjacency_from_vector(s.vector, k) == dict.fromkeys(hypercube_upper(k), 1)
+        assert adjacency_from_topology(s.topology, k) == dict.fromkeys(hypercube_upper(k), 1)
+        # every pattern held for the whole hold: a memory on the task's timescale
+        assert n["patterns_held"] == 2**k and n["escape_times"] == [hold] * 2**k and n["escape_time"] == hold
+        assert n["slow_point_memories"] == 0
+        # linear dynamics: a memory's moduli are w_j (1 - h*_j^2), sorted; an index-1 saddle
+        # has unit j at 0 (|lambda| = w_j), 2^(k-1) saddles per unit
+        moduli = sorted((memory_modulus(x) for x in wm), reverse=True)
+        second = moduli[1] if k > 1 else flipflop.NO_SECOND_MODE
+        saddles = float(np.median([x for x in wm for _ in range(2 ** (k - 1))]))
+        np.testing.assert_allclose(s.dynamics, [moduli[0], second, saddles, 1.0], atol=1e-8)
     assert distance_matrix(flipflop.SPEC, scaffolds).max() == 0
+    assert distance_matrix(flipflop.SPEC, scaffolds, "dynamics").max() > 0.5  # same topology, other dynamics
 
 
 def test_a_monostable_unit_breaks_the_flipflop_scaffold():
@@ -205,9 +195,107 @@ def test_a_monostable_unit_breaks_the_flipflop_scaffold():
     assert n["n_points"] == 9 and n["n_patterns"] == 4
     memories = [a | 2 | c for a in (0, 1) for c in (0, 4)]  # bit 1 always set
     edges = {(a, b) for a, b in hypercube_upper(3) if a in memories and b in memories}
-    assert len(edges) == 4 and adjacency_from_vector(broken.vector, 3) == dict.fromkeys(edges, 1)
+    assert len(edges) == 4 and adjacency_from_topology(broken.topology, 3) == dict.fromkeys(edges, 1)
     # missing: 4 + 8 + 5 + 1 points of index 0..3, 8 cube edges, 4 patterns
-    assert flipflop.distance(broken.vector, good.vector)[0, 0] == 4 + 8 + 5 + 1 + 8 + 4
+    assert flipflop.distance(broken.topology, good.topology)[0, 0] == 4 + 8 + 5 + 1 + 8 + 4
+    # functionally, bit 1 written as -1 decays (h <- tanh(h / 2)) until the readout h + 0.1 turns positive
+    h, steps = math.tanh(-1.0), 0
+    while math.tanh(0.5 * h) + 0.1 < 0:
+        h, steps = math.tanh(0.5 * h), steps + 1
+    hold = flipflop.HOLD_TRIALS * pop.task.n_time
+    assert n["escape_times"] == [steps if not j & 2 else hold for j in range(8)]
+    assert n["patterns_held"] == 4 and not broken.criteria["functional_memory"]
+
+
+class Drift(DiagonalTanh):
+    """h' = h + x - 1/8: no fixed point; a +1 pulse from 0 leaves 7/8, which reaches 0 at the
+    7th step of the hold; a -1 pulse runs away from 0 forever."""
+
+    arch = "drift"
+
+    def recur(self, params, drive, state):
+        return state + drive - 0.125
+
+
+def test_functional_memory_counts_the_steps_before_a_pattern_is_lost():
+    pop = make_population(Drift(), make_task("flipflop", n_bits=1, n_time=5), 1, {
+        "w": torch.ones(1, 1, dtype=F64), "readout.weight": torch.ones(1, 1, 1, dtype=F64),
+        "readout.bias": torch.zeros(1, 1, dtype=F64)})
+    held, escape = flipflop.functional_memory(pop)
+    assert held.tolist() == [[True, False]]  # pattern 0 (bit -1) held, pattern 1 (+1) lost
+    assert escape.tolist() == [[flipflop.HOLD_TRIALS * 5, 6]]  # 7/8 - 6/8 > 0 = 7/8 - 7/8
+    held, escape = flipflop.functional_memory(pop, hold_trials=1)  # 5 steps: lost after the hold
+    assert held.tolist() == [[True, True]] and escape.tolist() == [[5, 5]]
+
+
+class HoleyCube(DiagonalTanh):
+    """Three bistable tanh units, but unit 0's gain drops from w_0 to w_0 - 1.5 m where m =
+    s(h_1) s(h_2), s(u) = sigmoid(10 (u - 1/2)), is ~1 only where units 1 and 2 are both high:
+    there unit 0 has a single stable state at 0, read out as -0.05 (bit 0 clear). The
+    (+, +, +) memory is destroyed; the other seven patterns keep their memories."""
+
+    arch = "holeycube"
+
+    def recur(self, params, drive, state):
+        w = params["w"].unsqueeze(1)
+        m = torch.sigmoid(10 * (state[..., 1:2] - 0.5)) * torch.sigmoid(10 * (state[..., 2:3] - 0.5))
+        gain = torch.cat([w[..., :1] - 1.5 * m, w[..., 1:].expand(*m.shape[:-1], 2)], -1)
+        return torch.tanh(gain * state + drive)
+
+
+def holey_escape(hold):
+    """Escape time of pattern 7 in :class:`HoleyCube` (w = 2), by plain float iteration."""
+    h = [math.tanh(1.0)] * 3
+    for t in range(hold):
+        s = [1 / (1 + math.exp(-10 * (u - 0.5))) for u in h[1:]]
+        h = [math.tanh((2 - 1.5 * s[0] * s[1]) * h[0]), math.tanh(2 * h[1]), math.tanh(2 * h[2])]
+        if h[0] - 0.05 <= 0:
+            return t
+    return hold
+
+
+def test_a_destroyed_memory_is_lost_functionally_and_from_the_cube():
+    params = {"w": torch.full((1, 3), 2.0, dtype=F64), "readout.weight": torch.eye(3, dtype=F64)[None],
+              "readout.bias": torch.tensor([[-0.05, 0.0, 0.0]], dtype=F64)}
+    pop = make_population(HoleyCube(), make_task("flipflop", n_bits=3), 3, params)
+    (s,) = flipflop.compute(pop, find_fixed_points(pop, initial_states=box_states(1, 3)))
+    n, hold = s.numbers, flipflop.HOLD_TRIALS * pop.task.n_time
+    expected = holey_escape(hold)
+    assert 0 < expected < hold  # the ground truth: pattern 7 is lost, after a few steps
+    assert n["escape_times"] == [hold] * 7 + [expected]
+    assert n["patterns_held"] == 7 and not s.criteria["functional_memory"]
+    assert n["escape_time"] == hold  # the median over patterns: seven of eight held
+    assert n["n_stable"] == n["n_patterns"] == 7 and not s.criteria["hypercube"] and not s.canonical
+
+
+class Ghost(DiagonalTanh):
+    """h' = h + x - (h + 1/2) ((h - 1/2)^2 + 1e-4) / 2: one memory at h = -1/2 (pattern 0);
+    near h = 1/2 the speed dips to 5e-5 without reaching 0 (the ghost of a memory, read out
+    as pattern 1): a slow point, never a fixed one."""
+
+    arch = "ghost"
+
+    def recur(self, params, drive, state):
+        return state + drive - 0.5 * (state + 0.5) * ((state - 0.5) ** 2 + 1e-4)
+
+
+def test_a_pattern_carried_only_by_a_slow_point_is_a_slow_point_memory():
+    pop = make_population(Ghost(), make_task("flipflop", n_bits=1), 1, {
+        "w": torch.ones(1, 1, dtype=F64), "readout.weight": torch.ones(1, 1, 1, dtype=F64),
+        "readout.bias": torch.zeros(1, 1, dtype=F64)})
+    init = torch.linspace(-1, 1, 21, dtype=F64).view(1, -1, 1)
+    fp = find_fixed_points(pop, initial_states=init, config=FixedPointConfig(include_slow=True))
+    (s,) = flipflop.compute(pop, fp)
+    n = s.numbers
+    assert n["n_stable"] == n["n_patterns"] == 1 and n["n_slow_points"] >= 1
+    assert n["slow_point_memories"] == 1 and not s.canonical
+
+
+def test_flipflop_criteria_are_stated():
+    names = [c.name for c in flipflop.CRITERIA]
+    assert names == ["hypercube", "functional_memory"]
+    assert [c.headline for c in flipflop.CRITERIA] == [True, False]
+    assert all(c.statement and c.reason for c in flipflop.CRITERIA)
 
 
 class BitAndDrift(DiagonalTanh):
@@ -260,56 +348,6 @@ def test_flipflop_needs_the_zero_input():
         flipflop.compute(pop, fp)
 
 
-# ---------------------------------------------------------------------- sine
-def test_oscillator_has_one_unstable_spiral_and_a_limit_cycle_per_input():
-    pop = oscillator([1.15, 1.3, 0.9])
-    omega = SINE_TASK.frequencies().numpy()
-    fp = find_fixed_points(pop, initial_states=box_states(3, 2, n=64))
-    scaffolds = sine.compute(pop, fp)
-    for s, r in zip(scaffolds[:2], (1.15, 1.3), strict=True):
-        features = s.vector.reshape(len(omega), 5)
-        np.testing.assert_array_equal(features[:, 0], 1)  # one fixed point per input
-        np.testing.assert_allclose(features[:, 1], r, atol=1e-9)  # |lambda| = r
-        np.testing.assert_allclose(features[:, 2], 1, atol=1e-9)  # arg lambda = w
-        np.testing.assert_array_equal(features[:, 3], 1)  # a limit cycle ...
-        np.testing.assert_allclose(features[:, 4], 1, atol=1e-3)  # ... at frequency w
-        assert s.canonical and s.numbers["corr"] > 0.999 and s.numbers["median_rel_error"] < 1e-9
-        assert s.numbers["frac_one_unstable_oscillatory"] == s.numbers["frac_limit_cycle"] == 1
-        assert s.numbers["median_cycle_freq_error"] < 1e-3 and s.numbers["frac_h1_loop"] == 1
-    assert sine.distance(scaffolds[0].vector, scaffolds[1].vector)[0, 0] == pytest.approx(0.15, abs=1e-3)
-
-    damped = scaffolds[2]
-    assert not damped.canonical
-    assert damped.numbers["frac_limit_cycle"] == damped.numbers["frac_one_unstable_oscillatory"] == 0
-    assert damped.numbers["corr"] > 0.999  # the linearised frequency still tracks w
-    assert math.isnan(damped.numbers["median_cycle_freq_error"])
-    np.testing.assert_allclose(damped.vector.reshape(-1, 5)[:, 1], 0.9, atol=1e-9)
-
-
-class LinearSpiral(Oscillator):
-    """h' = r R(w) h: the oscillator without its saturation. For r > 1 the origin is the same
-    unstable spiral (eigenvalues r e^{+-iw}), but trajectories grow without bound: no cycle."""
-
-    def recur(self, params, drive, h):
-        return params["r"].view(-1, 1, 1) * rotate(h, drive)
-
-
-def test_an_unstable_spiral_without_a_limit_cycle_is_not_canonical():
-    pop = oscillator([1.15])
-    pop = make_population(LinearSpiral(), SINE_TASK, 2, pop.params)
-    (s,) = sine.compute(pop, find_fixed_points(pop, initial_states=box_states(1, 2, n=16)), ONE_LOOP_CHECK)
-    assert s.numbers["frac_one_unstable_oscillatory"] == 1 and s.numbers["corr"] > 0.999  # the spiral is right
-    assert s.numbers["median_rel_error"] < 1e-9
-    assert s.numbers["frac_limit_cycle"] == 0 and not s.canonical  # but nothing oscillates stably
-
-
-def test_sine_needs_a_sine_task():
-    pop = bistable([[2.0]])
-    fp = find_fixed_points(pop, initial_states=box_states(1, 1, n=16))
-    with pytest.raises(ValueError, match="SineWave"):
-        sine.compute(pop, fp)
-
-
 # ---------------------------------------------------------------------- invariances
 def state_cloud(pop, h0):
     """Member 0's states on shared task trials from the initial states ``h0 [P, B, S]``."""
@@ -321,21 +359,41 @@ def state_cloud(pop, h0):
 @settings(max_examples=3)
 @given(seed=st.integers(0, 10_000))
 def test_scaffold_is_invariant_to_smooth_changes_of_coordinates_but_geometry_is_not(seed):
-    """The paper's thesis on exact systems: a conjugated network has the same scaffold
-    (topology distance ~0) but a clearly different state-space geometry."""
-    cases = [(bistable([[2.0, 2.5]]), flipflop.SPEC, 256, None), (oscillator([1.2]), sine.SPEC, 32, ONE_LOOP_CHECK)]
-    for pop, spec, n, config in cases:
-        new = conjugate(pop, seed)
-        s = pop.state_size
-        init = box_states(1, s, n=n, seed=seed)
-        a = spec.compute(pop, find_fixed_points(pop, initial_states=init), config)[0]
-        b = spec.compute(new, find_fixed_points(new, initial_states=to_new(new.params, init)), config)[0]
-        assert a.canonical and b.canonical
-        assert spec.distance(a.vector, b.vector)[0, 0] < 1e-4
-        h0 = 0.5 * box_states(1, s, n=8, seed=seed + 1)
-        cloud_old, cloud_new = state_cloud(pop, h0), state_cloud(new, to_new(new.params, h0))
-        torch.testing.assert_close(to_old(new.params, cloud_new[None])[0], cloud_old)  # same trajectories
-        assert geometry_distance(cloud_old, cloud_new, "procrustes") > 0.2
+    """The paper's thesis on an exact system: a conjugated network has the same scaffold
+    (topology and dynamics signatures) but a clearly different state-space geometry."""
+    pop = bistable([[2.0, 2.5]])
+    new = conjugate(pop, seed)
+    init = box_states(1, 2, n=256, seed=seed)
+    a = flipflop.compute(pop, find_fixed_points(pop, initial_states=init))[0]
+    b = flipflop.compute(new, find_fixed_points(new, initial_states=to_new(new.params, init)))[0]
+    assert a.canonical and b.canonical and a.criteria == b.criteria
+    np.testing.assert_array_equal(a.topology, b.topology)
+    np.testing.assert_allclose(a.dynamics, b.dynamics, atol=1e-6)
+    h0 = 0.5 * box_states(1, 2, n=8, seed=seed + 1)
+    cloud_old, cloud_new = state_cloud(pop, h0), state_cloud(new, to_new(new.params, h0))
+    torch.testing.assert_close(to_old(new.params, cloud_new[None])[0], cloud_old)  # same trajectories
+    assert geometry_distance(cloud_old, cloud_new, "procrustes") > 0.2
+
+
+@settings(max_examples=3)
+@given(perm=st.permutations(range(4)))
+def test_flipflop_signatures_are_invariant_to_permuting_bistable_units(perm):
+    perm = torch.tensor(perm)
+    w = torch.tensor([[2.0, 3.0, 2.5, 4.0]], dtype=F64)
+    pop = bistable(w)
+    new = make_population(DiagonalTanh(), pop.task, 4, {
+        "w": w[:, perm], "w_in": torch.eye(4, dtype=F64)[perm][None],  # new unit j is old unit perm[j]
+        "readout.weight": pop.params["readout.weight"][:, :, perm], "readout.bias": pop.params["readout.bias"]})
+    init = grid_states(4)
+    a = flipflop.compute(pop, find_fixed_points(pop, initial_states=init))[0]
+    b = flipflop.compute(new, find_fixed_points(new, initial_states=init[..., perm]))[0]
+    assert a.canonical and np.array_equal(a.topology, b.topology)
+    np.testing.assert_allclose(a.dynamics, b.dynamics, atol=1e-9)
+
+
+# ---------------------------------------------------------------------- the registry, every task
+REGISTRY_TASKS = {"flipflop": make_task("flipflop"), "sine": make_task("sine", n_freqs=6), "cdi": make_task("cdi")}
+PERMUTATION = torch.tensor([2, 0, 3, 1])
 
 
 def permute_gru(params, perm):
@@ -347,41 +405,58 @@ def permute_gru(params, perm):
             "readout.weight": params["readout.weight"][:, :, perm], "readout.bias": params["readout.bias"]}
 
 
-@settings(max_examples=3)
-@given(perm=st.permutations(range(4)), seed=st.integers(0, 1000))
-def test_signatures_are_invariant_to_permuting_hidden_units(perm, seed):
-    perm = torch.tensor(perm)
-    # flip-flop: permuted bistable units
-    w = torch.tensor([[2.0, 3.0, 2.5, 4.0]], dtype=F64)
-    pop = bistable(w)
-    new = make_population(DiagonalTanh(), pop.task, 4, {
-        "w": w[:, perm], "readout.weight": pop.params["readout.weight"][:, :, perm],
-        "readout.bias": pop.params["readout.bias"]})
-    init = grid_states(4)
-    a = flipflop.compute(pop, find_fixed_points(pop, initial_states=init))[0]
-    b = flipflop.compute(new, find_fixed_points(new, initial_states=init[..., perm]))[0]
-    assert a.canonical and np.array_equal(a.vector, b.vector)
-    # sine: a random GRU and its permutation
-    gru = Population.create(make_cell("gru"), SINE_TASK, 4, [seed])
-    gen = torch.Generator().manual_seed(seed)
+@pytest.fixture(scope="module", params=sorted(SCAFFOLDS))
+def registry_case(request):
+    """``(spec, scaffolds, permuted)``: two random 4-unit GRUs on the task (weights spread
+    so the dynamics are not trivial) and the same networks with hidden units permuted."""
+    task = REGISTRY_TASKS[request.param]
+    assert set(REGISTRY_TASKS) == set(SCAFFOLDS), "every registered task needs a case here"
+    spec = SCAFFOLDS[request.param]
+    gru = Population.create(make_cell("gru"), task, 4, [0, 1])
+    gen = torch.Generator().manual_seed(0)
     gru.params = {k: (v + 0.8 * torch.randn(v.shape, generator=gen)).double() for k, v in gru.params.items()}
-    new = make_population(gru.cell, SINE_TASK, 4, permute_gru(gru.params, perm))
-    init = box_states(1, 4, n=16, seed=seed)
-    a = sine.compute(gru, find_fixed_points(gru, initial_states=init), ONE_LOOP_CHECK)[0]
-    b = sine.compute(new, find_fixed_points(new, initial_states=init[..., perm]), ONE_LOOP_CHECK)[0]
-    np.testing.assert_allclose(a.vector, b.vector, atol=1e-6)
+    new = make_population(gru.cell, task, 4, permute_gru(gru.params, PERMUTATION))
+    init = box_states(2, 4, n=16)
+    scaffolds = spec.compute(gru, find_fixed_points(gru, initial_states=init))
+    permuted = spec.compute(new, find_fixed_points(new, initial_states=init[..., PERMUTATION]))
+    return spec, scaffolds, permuted
 
 
-@pytest.mark.parametrize("spec", [flipflop.SPEC, sine.SPEC])
-def test_topology_distances_are_vectorised_metrics(spec):
-    rng = np.random.default_rng(0)
-    u, v = rng.normal(size=(4, 15)), rng.normal(size=(3, 15))
-    d = spec.distance(u, v)
-    assert d.shape == (4, 3) and (d >= 0).all()
-    for i, j in itertools.product(range(4), range(3)):
-        assert d[i, j] == pytest.approx(spec.distance(u[i], v[j])[0, 0])
-        assert d[i, j] == pytest.approx(spec.distance(v[j], u[i])[0, 0])
-    assert np.allclose(np.diag(spec.distance(u, u)), 0)
+def test_signatures_are_invariant_to_permuting_hidden_units(registry_case):
+    spec, scaffolds, permuted = registry_case
+    for a, b in zip(scaffolds, permuted, strict=True):
+        assert a.criteria == b.criteria and a.canonical == b.canonical
+        np.testing.assert_array_equal(a.topology, b.topology)
+        np.testing.assert_allclose(a.dynamics, b.dynamics, atol=1e-6)
+
+
+def test_scaffolds_follow_the_protocol(registry_case):
+    spec, scaffolds, _ = registry_case
+    names = {c.name for c in spec.criteria}
+    for s in scaffolds:
+        assert s.task == spec.task and set(s.criteria) == names
+        assert s.canonical == all(s.criteria[c.name] for c in spec.criteria if c.headline)
+        for signature in (s.topology, s.dynamics):
+            assert signature.ndim == 1 and np.isfinite(signature).all()
+        json.dumps(s.as_dict(), allow_nan=True)  # JSON-able numbers
+    assert len({len(s.topology) for s in scaffolds}) == len({len(s.dynamics) for s in scaffolds}) == 1
+    assert all(np.array_equal(s.topology, np.round(s.topology)) for s in scaffolds), "topology is discrete"
+
+
+@pytest.mark.parametrize("signature", ["topology", "dynamics"])
+def test_distances_are_vectorised_symmetric_and_zero_on_identical_signatures(registry_case, signature):
+    spec, scaffolds, permuted = registry_case
+    fn = spec.distance if signature == "topology" else spec.dynamics_distance
+    rows = np.stack([getattr(s, signature) for s in [*scaffolds, *permuted]])
+    d = fn(rows, rows)
+    assert d.shape == (len(rows), len(rows)) and (d >= 0).all()
+    np.testing.assert_allclose(d, d.T, atol=1e-12)
+    np.testing.assert_allclose(np.diag(d), 0, atol=1e-12)
+    for i, j in itertools.product(range(len(rows)), repeat=2):
+        assert d[i, j] == pytest.approx(fn(rows[i], rows[j])[0, 0], abs=1e-12)
+    n = len(scaffolds)
+    np.testing.assert_allclose(np.diag(d[:n, n:]), 0, atol=1e-5)  # a network and its permutation
+    np.testing.assert_allclose(distance_matrix(spec, [*scaffolds, *permuted], signature), (d + d.T) / 2, atol=1e-12)
 
 
 # ---------------------------------------------------------------------- homology

@@ -130,3 +130,42 @@ def mode_curves(curves_by_arch: Mapping[str, np.ndarray], path: str | Path) -> N
     ax.set_ylabel("response accuracy")
     ax.legend(fontsize=7)
     _save(fig, path)
+
+
+def flipflop_functional_memory(groups: Mapping[str, np.ndarray], n_patterns: int, hold: int,
+                               path: str | Path) -> None:
+    """Patterns held and median escape time per network, one column per group:
+    ``groups[label] [N_nets, 2]`` (patterns held, escape time in steps) over ``n_patterns``
+    patterns and a hold of ``hold`` steps."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+    rng = np.random.default_rng(0)
+    labels = list(groups)
+    for i, label in enumerate(labels):
+        values = groups[label]
+        x = i + rng.uniform(-0.15, 0.15, len(values))
+        colour = _colour(ARCH_COLOURS, label.split("/")[0])
+        axes[0].scatter(x, values[:, 0], s=14, c=colour)
+        axes[1].scatter(x, values[:, 1] / hold, s=14, c=colour)
+    for ax, ylabel, top in ((axes[0], f"patterns held (of {n_patterns})", n_patterns),
+                            (axes[1], f"median escape time / hold ({hold} steps)", 1.0)):
+        ax.axhline(top, c="k", lw=0.5, ls="--")
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel(ylabel, fontsize=8)
+    fig.suptitle("flip-flop functional memory: patterns written from rest, held at zero input", fontsize=9)
+    _save(fig, path)
+
+
+def sine_frequency_bias(points_by_arch: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """Relative error of the linearised frequency, (|arg λ| - ω) / ω, against |λ| - 1, pooled
+    over networks and inputs: ``points_by_arch[arch] [2, M]`` (rows |λ| - 1 and the error;
+    NaN columns, inputs without a pair, are skipped)."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.8))
+    for arch, (growth, error) in points_by_arch.items():
+        ok = np.isfinite(growth) & np.isfinite(error)
+        ax.scatter(growth[ok], error[ok], s=6, alpha=0.5, c=_colour(ARCH_COLOURS, arch), label=arch, lw=0)
+    ax.axhline(0, c="k", lw=0.5, ls="--")
+    ax.set_xlabel("|λ| - 1 of the unstable complex pair")
+    ax.set_ylabel("(|arg λ| - ω) / ω")
+    ax.legend(fontsize=7, markerscale=2)
+    _save(fig, path)

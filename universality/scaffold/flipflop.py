@@ -1,17 +1,12 @@
-"""K-bit flip-flop scaffold: memories, saddles and the labelled transition graph.
+"""K-bit flip-flop scaffold: memories, saddles, the labelled transition graph, and memory as it functions.
 
-At zero input (the task's condition) each member's unique certified fixed points (slow
-points, if the :class:`~universality.dynamics.FixedPoints` hold any, are ignored) are
-counted per stability index. Stable points (memories) are labelled by the sign pattern of their
-readout, ``label = sum_k [y_k > 0] 2^k``, which needs no state-space coordinates. Each
-index-1 saddle's two unstable branches ``h* +- eps v`` (v its unstable right eigenvector)
-are simulated at zero input, batched over members x saddles x branches, until every
-trajectory is within ``tol_arrival`` of a stable point (or ``max_steps`` pass: "none").
-A saddle is then an edge between the labels of the memories its branches reach.
-
-The scaffold is ``canonical`` (docs/methods.md, "Flip-flop scaffold") when its memory graph is the
-K-cube: 2^K memories with all 2^K patterns, and index-1 saddles covering each of the
-K 2^(K - 1) cube edges (joining memories that differ in one bit) and no other edges.
+**Topology.** At zero input (the task's condition) each member's unique certified fixed
+points are counted per stability index. Stable points (memories) are labelled by the sign
+pattern of their readout, ``label = sum_k [y_k > 0] 2^k``, which needs no state-space
+coordinates. Each index-1 saddle's two unstable branches ``h* +- eps v`` (v its unstable
+right eigenvector) are simulated at zero input, batched over members x saddles x branches,
+until every trajectory is within ``tol_arrival`` of a stable point (or ``max_steps`` pass:
+"none"). A saddle is then an edge between the labels of the memories its branches reach.
 ``full_cube`` additionally reports the complete cube (docs/methods.md): C(K, k) 2^(K - k)
 points of index k (27 for K = 3); higher-index saddles are the hardest points to find, so
 it depends more on the search budget than the memory graph does.
@@ -20,13 +15,32 @@ A continuum of fixed points (a neutral direction, e.g. saturated gates far from 
 visited states) arrives as one representative point (see
 :class:`~universality.dynamics.FixedPoints`). It is no isolated memory or saddle: the
 counts, labels and the memory graph are over isolated points, and ``n_continua`` counts
-the continua (on the reference networks, saturated UGRNN continua with up to 9 neutral
-directions and no unstable mode would otherwise count as extra memories).
+the continua. Slow points (not certified fixed) never enter the graph; they are reported
+as ``slow_point_memories`` (below).
 
-The signature ``vector`` is ``[counts per index 0..K and > K (K + 2), upper triangle with
-diagonal of the 2^K x 2^K memory-graph adjacency counts, saddles with a "none" end (1),
-pattern presence (2^K)]``; the distance is L1 (edit counts), so members with the full
-cube are at distance 0 from each other.
+``topology [(K + 2) + 2^K (2^K + 1) / 2 + 1 + 2^K]`` is ``[counts per index 0..K and > K,
+upper triangle with diagonal of the 2^K x 2^K memory-graph adjacency counts, saddles with
+a "none" end, pattern presence]``; :func:`distance` is L1 (edit counts), so members with
+the cube are at distance 0 from each other.
+
+**Functional memory** (:func:`functional_memory`). Each of the 2^K patterns is written
+from the zero state by the task's own pulses (every channel pulsed with the pattern's sign
+for one step, as at the start of every trial) and then held at zero input for
+``HOLD_TRIALS`` trial lengths (``task.n_time`` steps each), in float64. A pattern is held
+when the sign of every readout channel equals the pattern at every step of the hold; its
+escape time is the number of hold steps before the first step at which it is lost (the
+hold length if never).
+
+**Slow-point memories.** The number of sign patterns read out at some slow point (a local
+minimum of the speed that is not certified fixed, any stability index) that no memory
+carries: patterns the search saw only as a slow region (e.g. the ghost of a memory).
+
+**Dynamics.** ``dynamics [4]`` is ``[median |lambda_1| and median |lambda_2| over the
+memories, median unstable |lambda| over the index-1 saddles, median escape time / hold
+length]``: eigenvalue moduli (invariant to any change of coordinates) and a readout
+timescale. Fills (no such point): ``1.0`` (marginal: no contraction, no escape measured)
+for the memories' and saddles' moduli, ``0.0`` for ``|lambda_2|`` of a one-dimensional
+state. :func:`dynamics_distance` is L1.
 """
 
 from __future__ import annotations
@@ -37,34 +51,78 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial.distance import cdist
 from torch import Tensor
 
 from ..dynamics import FixedPoints
 from ..dynamics.linearise import float64_params
 from ..population import Population
-from .base import Scaffold, ScaffoldSpec
+from .base import Criterion, FigureContext, Scaffold, ScaffoldSpec, l1_distance
 
 log = logging.getLogger(__name__)
 
 NONE = -1  # label of a branch that reaches no memory
+#: Trial lengths (``task.n_time``) a written pattern must be held at zero input.
+HOLD_TRIALS = 10
+#: Fill of a modulus in ``dynamics`` where its points do not exist (marginal: |lambda| = 1).
+MARGINAL = 1.0
+#: Fill of ``|lambda_2|`` where the state has one dimension (no second mode).
+NO_SECOND_MODE = 0.0
+
+CRITERIA = (
+    Criterion(
+        "hypercube",
+        "The memory graph at zero input is the K-cube: exactly 2^K isolated, certified stable fixed points "
+        "(memories) whose readout sign patterns are all 2^K patterns; index-1 saddles whose two unstable "
+        "branches reach memories covering every one of the K 2^(K-1) cube edges (memories differing in one "
+        "bit); and no other index-1 saddle (none joining memories two or more bits apart, none returning to "
+        "one memory, none with a branch that reaches no memory within max_steps = 4000 steps).",
+        "The paper's Fig. 1e-f (3-bit discrete memory): every trained network, whatever its architecture, "
+        "stores the 8 patterns as 8 stable fixed points at the corners of a cube, with index-1 saddles "
+        "between memories that differ in one bit, and networks are compared by this graph of fixed points "
+        "and the transitions between them. The graph is measured without coordinates: memories are "
+        "labelled by what the readout says, and an edge is where the saddle's unstable manifold actually "
+        "flows. No threshold is tuned: the cube is the paper's exact structure; extra index-1 saddles "
+        "(other edges) are excluded because they are transitions the cube does not have. The complete "
+        "cube (higher-index saddles, `full_cube`) is reported, not required: those points are the "
+        "hardest to find and depend on the search budget more than on the network.",
+    ),
+    Criterion(
+        "functional_memory",
+        f"Each of the 2^K patterns, written from the zero state by one step of the task's pulses (every "
+        f"channel pulsed with the pattern's sign, as at the start of every trial), is held at zero input for "
+        f"{HOLD_TRIALS} trial lengths ({HOLD_TRIALS} x task.n_time steps): every readout channel's sign "
+        f"equals the pattern at every step of the hold (float64).",
+        "The paper's claim is that the memories are stored as attractors. A pattern held at zero input for "
+        f"{HOLD_TRIALS} trial lengths is a memory on the task's timescale whatever the fixed-point search "
+        "finds (a slow point or a continuum holds it as well over that time), so this criterion tells "
+        "networks that lack memories apart from networks whose memories the search missed. Ten trial "
+        "lengths: a network that passes the task holds a bit for up to one trial length (a channel may get "
+        "no pulse after its first); ten times that is a margin that a transient, decaying "
+        "memory (a slow drift towards a wrong sign) does not survive unless its timescale is an order of "
+        "magnitude beyond the task's, at which point it serves as a memory. Writing from the zero state "
+        "is the situation the task trains (every trial starts there with every channel pulsed).",
+        headline=False,
+    ),
+)
 
 
 @dataclass(frozen=True)
 class FlipFlopConfig:
-    """Settings of the saddle-branch simulation (state units, Euclidean norm).
+    """Settings of the saddle-branch simulation (state units, Euclidean norm) and the hold.
 
     * ``eps = 1e-3``: kick along the unit unstable eigenvector (small enough to start on
       the unstable manifold, large enough to leave the saddle in a few dozen steps).
     * Trajectories run in chunks of ``chunk_steps`` until all are within ``tol_arrival``
       of a stable point, for at most ``max_steps`` (slow escapes with |lambda| ~ 1.01
       need ~1000 steps).
+    * ``hold_trials``: trial lengths of the functional-memory hold (``HOLD_TRIALS``).
     """
 
     eps: float = 1e-3
     tol_arrival: float = 1e-2
     chunk_steps: int = 200
     max_steps: int = 4000
+    hold_trials: int = HOLD_TRIALS
 
 
 def compute(
@@ -76,6 +134,7 @@ def compute(
     c = _zero_condition(fixed_points)
     points, index = fixed_points.points[:, c], fixed_points.index[:, c]  # [P, N, ...]
     certified = fixed_points.mask[:, c] & fixed_points.fixed[:, c]  # certified points only, never slow points
+    slow = fixed_points.mask[:, c] & ~fixed_points.fixed[:, c]
     continuum = certified & (fixed_points.neutral_dim[:, c] > 0)  # counted, but no memory or saddle
     mask = certified & ~continuum
     p, n, _ = points.shape
@@ -84,17 +143,17 @@ def compute(
     readout_params = {name: v.detach().to(torch.float64) for name, v in population.params.items()}
     with torch.no_grad():
         out = population.readout(points.to(population.device), readout_params).cpu()  # [P, N, K]
-    weights = 2 ** torch.arange(k)
-    labels = torch.where(stable, ((out > 0).long() * weights).sum(-1), NONE)  # [P, N]
+    n_nodes = 2**k
+    pattern = ((out > 0).long() * 2 ** torch.arange(k)).sum(-1)  # [P, N]
+    labels = torch.where(stable, pattern, NONE)
 
     reached = _branch_targets(population, fixed_points.conditions[c], points, fixed_points.right[:, c, :, :, 0],
                               stable, saddle, cfg)  # [P, N, 2] slot of the memory reached, or NONE
     ends = torch.where(reached >= 0, labels.gather(1, reached.clamp_min(0).view(p, -1)).view(p, n, 2), NONE)
 
-    n_nodes = 2**k
     counts = torch.nn.functional.one_hot(index.clamp(max=k + 1), k + 2).mul(mask.unsqueeze(-1)).sum(1)  # [P, K+2]
-    slot = torch.where(stable, labels, n_nodes)  # the extra column collects non-memories
-    presence = torch.zeros(p, n_nodes + 1, dtype=torch.long).scatter_add_(1, slot, stable.long())[:, :n_nodes]
+    presence = _pattern_counts(pattern, stable, n_nodes) > 0  # [P, 2^K]
+    slow_patterns = _pattern_counts(pattern, slow, n_nodes) > 0
     lo, hi = ends.min(-1).values, ends.max(-1).values  # [P, N]
     joined = saddle & (lo >= 0)
     flat = torch.where(joined, lo * n_nodes + hi, n_nodes * n_nodes)
@@ -105,7 +164,21 @@ def compute(
     a, b = torch.triu_indices(n_nodes, n_nodes)
     cube = _popcount(a ^ b) == 1
     on_cube = adjacency[:, a[cube], b[cube]]  # [P, K 2^(K-1)]
-    vector = torch.cat([counts, adjacency[:, a, b], n_none[:, None], (presence > 0).long()], 1).double().numpy()
+    topology = torch.cat([counts, adjacency[:, a, b], n_none[:, None], presence.long()], 1).double().numpy()
+
+    held, escape = functional_memory(population, cfg.hold_trials)  # [P, 2^K]
+    hold = cfg.hold_trials * population.task.n_time
+    moduli = fixed_points.eigenvalues[:, c].abs()  # [P, N, S], descending
+    lambda1 = _masked_median(moduli[..., 0], stable)
+    lambda2 = _masked_median(moduli[..., 1], stable) if moduli.shape[-1] > 1 else torch.full((p,), math.nan)
+    saddle_lambda = _masked_median(moduli[..., 0], saddle)
+    escape_time = escape.double().quantile(0.5, -1)  # the mean of the middle two of 2^K
+    dynamics = torch.stack([
+        lambda1.nan_to_num(MARGINAL),
+        lambda2.nan_to_num(MARGINAL if moduli.shape[-1] > 1 else NO_SECOND_MODE),
+        saddle_lambda.nan_to_num(MARGINAL),
+        escape_time / hold,
+    ], 1).numpy()
 
     expected = torch.tensor([math.comb(k, i) * 2 ** (k - i) for i in range(k + 1)] + [0])
     n_edges = k * 2 ** (k - 1)
@@ -114,11 +187,20 @@ def compute(
         numbers: dict[str, object] = {"n_points": int(mask[m].sum()), "n_stable": int(counts[m, 0])}
         numbers |= {f"n_index{i}": int(counts[m, i]) for i in range(1, k + 1)}
         numbers["n_index_above"] = int(counts[m, k + 1])
-        numbers["n_patterns"] = int((presence[m] > 0).sum())
+        numbers["n_patterns"] = int(presence[m].sum())
         numbers["n_hypercube_edges"] = int((on_cube[m] > 0).sum())
         numbers["n_other_edges"] = int(counts[m, 1] - on_cube[m].sum())
         numbers["n_none_edges"] = int(n_none[m])
         numbers["n_continua"] = int(continuum[m].sum())
+        numbers["n_slow_points"] = int(slow[m].sum())
+        numbers["slow_point_memories"] = int((slow_patterns[m] & ~presence[m]).sum())
+        numbers["patterns_held"] = int(held[m].sum())
+        numbers["escape_time"] = float(escape_time[m])
+        numbers["escape_times"] = escape[m].tolist()
+        numbers["hold_steps"] = hold
+        numbers["memory_lambda1"] = float(lambda1[m])
+        numbers["memory_lambda2"] = float(lambda2[m])
+        numbers["saddle_lambda"] = float(saddle_lambda[m])
         hypercube = (
             numbers["n_stable"] == numbers["n_patterns"] == n_nodes
             and numbers["n_hypercube_edges"] == n_edges
@@ -126,18 +208,86 @@ def compute(
         )
         numbers["hypercube"] = bool(hypercube)
         numbers["full_cube"] = bool(torch.equal(counts[m], expected))
-        scaffolds.append(Scaffold("flipflop", bool(hypercube), numbers, vector[m]))
-    log.info("flip-flop scaffold: %d of %d members canonical", sum(s.canonical for s in scaffolds), p)
+        canonical, criteria = SPEC.judge({"hypercube": hypercube, "functional_memory": bool(held[m].all())})
+        scaffolds.append(Scaffold("flipflop", canonical, criteria, numbers, topology[m], dynamics[m]))
+    log.info("flip-flop scaffold: %d of %d members canonical, %d hold every pattern",
+             sum(s.canonical for s in scaffolds), p, int(held.all(-1).sum()))
     return scaffolds
+
+
+def functional_memory(population: Population, hold_trials: int = HOLD_TRIALS) -> tuple[Tensor, Tensor]:
+    """Which patterns each member holds, and for how long (module docstring).
+
+    Pattern ``j`` (bit k = ``(j >> k) & 1``) is written from the zero state by one step of
+    input ``2 bit - 1`` on every channel, then run at zero input for ``hold_trials *
+    task.n_time`` steps in float64. Returns ``held [P, 2^K]`` (bool: the readout's sign
+    equals the pattern on every channel at every hold step) and ``escape [P, 2^K]`` (int64:
+    hold steps before the first step where it does not; the hold length if never).
+    """
+    task = population.task
+    k, hold = task.output_size, hold_trials * task.n_time
+    bits = (torch.arange(2**k)[:, None] >> torch.arange(k)) & 1
+    signs = (2 * bits - 1).to(population.device, torch.float64).expand(len(population), -1, -1)  # [P, 2^K, K]
+    params = {name: v.detach().to(torch.float64) for name, v in population.params.items()}
+    cell_params = float64_params(population)
+    h = population.initial_state(2**k, torch.float64)
+    escape = torch.full(signs.shape[:2], hold, dtype=torch.long, device=population.device)
+    lost = torch.zeros(signs.shape[:2], dtype=torch.bool, device=population.device)
+    zero = torch.zeros_like(signs)
+    with torch.no_grad():
+        h = population.step(signs, h, cell_params)  # the write: the task's pulses, one step
+        for t in range(hold):
+            h = population.step(zero, h, cell_params)
+            wrong = (torch.sign(population.readout(h, params)) != signs).any(-1)
+            escape = torch.where(wrong & ~lost, t, escape)
+            lost |= wrong
+    return ~lost.cpu(), escape.cpu()
 
 
 def distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """L1 distance (graph edits plus count differences): ``u [N, D], v [M, D] -> [N, M]``."""
-    u, v = np.atleast_2d(np.asarray(u, dtype=np.float64)), np.atleast_2d(np.asarray(v, dtype=np.float64))
-    return cdist(u, v, "cityblock")
+    return l1_distance(u, v)
 
 
-SPEC = ScaffoldSpec("flipflop", compute, distance)
+def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """L1 distance between dynamics signatures: ``u [N, 4], v [M, 4] -> [N, M]``."""
+    return l1_distance(u, v)
+
+
+def figures(ctx: FigureContext) -> list[str]:
+    """One network's fixed points (by number of unstable dimensions) per architecture, and
+    the functional memory (patterns held, escape time) per architecture x activation."""
+    from .. import plots
+
+    passed = list(ctx.passed)
+    lines = []
+    for arch in sorted({r.arch for r in passed}):
+        r = next(r for r in passed if r.arch == arch)
+        member = ctx.fixed_points(r.shard).member(r.idx)
+        example = np.asarray(ctx.states(r.shard)[r.idx])
+        cloud = example.reshape(-1, example.shape[-1])[:, : member["points"].shape[-1]]
+        name = f"flipflop_fixed_points_{arch}.png"
+        plots.fixed_points_pca(cloud, member["points"], member["index"], ctx.folder / name,
+                               f"{arch}/{r.activation} member {r.member}: fixed points by # unstable dims")
+        lines += [f"![fixed points {arch}](figures/{name})"]
+    lines += [""]
+    groups: dict[str, list[tuple[int, float]]] = {}
+    hold, n_patterns = None, None
+    for r in passed:
+        s = ctx.scaffolds.get(r.member, {})
+        if "patterns_held" in s:
+            groups.setdefault(f"{r.arch}/{r.activation}", []).append((s["patterns_held"], s["escape_time"]))
+            hold, n_patterns = s["hold_steps"], len(s["escape_times"])
+    if groups and hold is not None and n_patterns is not None:
+        name = "flipflop_functional_memory.png"
+        plots.flipflop_functional_memory({g: np.array(v, dtype=np.float64) for g, v in sorted(groups.items())},
+                                         n_patterns, hold, ctx.folder / name)
+        lines += [f"![functional memory: patterns held and escape time](figures/{name})", ""]
+    return lines
+
+
+SPEC = ScaffoldSpec("flipflop", compute, distance, CRITERIA, dynamics_distance=dynamics_distance, figures=figures,
+                    claim="flipflop_scaffold")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -201,3 +351,17 @@ def _popcount(x: Tensor) -> Tensor:
         count += x & 1
         x = x >> 1
     return count
+
+
+def _pattern_counts(pattern: Tensor, where: Tensor, n_nodes: int) -> Tensor:
+    """How many points of each pattern lie in ``where``: ``pattern, where [P, N] -> [P, 2^K]``."""
+    slot = torch.where(where, pattern, n_nodes)  # the extra column collects the others
+    counts = torch.zeros(pattern.shape[0], n_nodes + 1, dtype=torch.long)
+    return counts.scatter_add_(1, slot, where.long())[:, :n_nodes]
+
+
+def _masked_median(values: Tensor, where: Tensor) -> Tensor:
+    """Median of ``values [P, N]`` over ``where [P, N]`` per row (mean of the middle two for
+    an even count), NaN where empty: ``[P]``."""
+    return torch.tensor([float(np.median(v[w].numpy())) if bool(w.any()) else math.nan
+                         for v, w in zip(values.double(), where, strict=True)], dtype=torch.float64)
