@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from universality.benchmark import PRESETS, Preset, load_preset
-from universality.benchmark.claims import THRESHOLDS, scaffold_claims, separability_claims
+from universality.benchmark.claims import scaffold_claims, separability_claims
 from universality.benchmark.reference import ExportRecord, export
 from universality.cli import main
 from universality.store import MemberRow, RunStore
@@ -49,85 +49,97 @@ def rows_for(archs, acts, passed=None):
             for i, (a, b) in enumerate(zip(archs, acts, strict=True))}
 
 
+def clustered_distances(archs, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = {a: rng.normal(size=5) * 10 for a in sorted(set(archs))}
+    points = np.stack([centres[a] + rng.normal(size=5) for a in archs])
+    return np.linalg.norm(points[:, None] - points[None], axis=-1)
+
+
 def test_separability_claims_follow_the_distances():
     rng = np.random.default_rng(0)
     archs = ["vanilla", "gru", "lstm", "ugrnn"] * 6
     acts = ["tanh"] * 12 + ["relu"] * 12  # independent of the architecture
-    centres = {a: rng.normal(size=5) * 10 for a in set(archs)}
-    points = np.stack([centres[a] + rng.normal(size=5) for a in archs])
-    clustered = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    clustered = clustered_distances(archs)
     noise = rng.random((24, 24))
     unclustered = noise + noise.T
     np.fill_diagonal(unclustered, 0)
     rows = rows_for(archs, acts)
-    claims = {c.claim: c for c in separability_claims("flipflop", list(range(24)), clustered, unclustered, rows,
-                                                        n_permutations=200)}
-    assert claims["geometry_architecture"].passed and claims["geometry_architecture"].value == 1.0
-    assert not claims["geometry_activation"].passed  # activation is not encoded in these distances
-    topo = claims["topology_architecture"]
-    assert topo.passed and topo.value <= topo.detail["chance"] + THRESHOLDS["topology_margin_over_chance"]
+    claims = {c.claim: c for c in separability_claims(
+        "flipflop", list(range(24)), {"svcca": clustered, "cka": unclustered}, {"topology": unclustered,
+                                                                                 "dynamics": clustered},
+        rows, n_permutations=200)}
+    geometry = claims["geometry_architecture"]
+    assert geometry.verdict == "pass" and geometry.value == 1.0 and geometry.ci_low >= 0.6
+    assert geometry.detail["other_metrics"]["cka"] < 0.6  # reported beside, not deciding
+    assert claims["geometry_activation"].verdict != "pass"  # activation is not encoded in these distances
+    assert claims["dynamics_architecture"].verdict == "pass"
+    for label in ("architecture", "activation"):  # topology rows exist for both labels
+        topo = claims[f"topology_{label}"]
+        assert topo.ci_low <= topo.value <= topo.ci_high
+        assert topo.verdict == ("pass" if topo.ci_high <= topo.detail["bound"] else
+                                "fail" if topo.ci_low > topo.detail["bound"] else "inconclusive")
     # members that did not pass are left out
     rows = rows_for(archs, acts, passed=[i % 3 != 0 for i in range(24)])
-    claims = separability_claims("flipflop", list(range(24)), clustered, None, rows, n_permutations=50)
-    assert claims[0].n == 16
+    claims = separability_claims("flipflop", list(range(24)), {"svcca": clustered}, {}, rows, n_permutations=50)
+    assert claims[0].n == 16 and len(claims) == 2
 
 
-def test_topology_must_also_fall_below_the_geometry_accuracy():
-    archs = ["vanilla", "gru", "lstm", "ugrnn"] * 6
-    x = np.arange(24.0)  # geometry: every nearest neighbour has another architecture (1-NN accuracy 0)
-    geometry = np.abs(x[:, None] - x[None])
-    y = x.copy()
-    y[4] = 0.1  # topology: members 0 and 4 (both vanilla) are each other's nearest neighbour
-    topology = np.abs(y[:, None] - y[None])
-    claims = {c.claim: c for c in separability_claims("flipflop", list(range(24)), geometry, topology,
-                                                        rows_for(archs, ["tanh"] * 24), n_permutations=50)}
-    topo = claims["topology_architecture"]
-    assert topo.value == pytest.approx(2 / 24) and claims["geometry_architecture"].value == 0.0
-    assert topo.value <= topo.detail["chance"] + THRESHOLDS["topology_margin_over_chance"]  # at chance ...
-    assert not topo.passed  # ... yet above the geometry accuracy: the claim does not hold
-
-
-def test_scaffold_claims_count_canonical_fractions_and_exclusions():
-    rows = [member_row(i, "cdi", "vanilla" if i < 5 else "gru", "tanh", i not in (4, 9),
-                       "trained" if i not in (4, 9) else "failed") for i in range(10)]
-    canonical = [True, True, True, False, True, True, True, True, True, False]
-    modes = [1, 1, 2, 1, 1, 3, 4, 2, 5, 1]
-    scaffolds = {i: {"canonical": canonical[i], "modes_90": modes[i]} for i in range(10)}
-    claims = {(c.claim, c.group): c for c in scaffold_claims("cdi", rows, scaffolds)}
-    vanilla = claims[("cdi_line_attractor", "vanilla/tanh")]
-    assert vanilla.value == 0.75 and not vanilla.passed and vanilla.n == 4
-    assert vanilla.detail["excluded"] == {"failed": 1, "diverged": 0}
-    gru = claims[("cdi_line_attractor", "gru/tanh")]
-    assert gru.value == 1.0 and gru.passed
-    assert claims[("cdi_modes", "vanilla")].value == 1 and claims[("cdi_modes", "vanilla")].passed
-    assert claims[("cdi_modes", "gru")].value == 3.5 and claims[("cdi_modes", "gru")].passed
-
-
-def test_claim_boundaries():
-    # exactly 90% canonical holds; exactly the minimum of 2 passed members is evaluated
-    rows = [member_row(i, "flipflop", "gru", "tanh") for i in range(10)]
-    rows += [member_row(10 + i, "flipflop", "lstm", "tanh") for i in range(2)]
-    scaffolds = {r.member: {"canonical": r.member != 0} for r in rows}
-    claims = {c.group: c for c in scaffold_claims("flipflop", rows, scaffolds)}
-    assert claims["gru/tanh"].value == 0.9 and claims["gru/tanh"].passed
-    assert claims["lstm/tanh"].n == 2 and claims["lstm/tanh"].passed and "note" not in claims["lstm/tanh"].detail
-    # gated networks need more than one mode: a gated median of exactly 1 fails
-    rows = [member_row(i, "cdi", arch, "tanh") for i, arch in enumerate(["vanilla"] * 3 + ["gru"] * 3)]
-    scaffolds = {r.member: {"canonical": True, "modes_90": 1} for r in rows}
-    modes = {c.group: c for c in scaffold_claims("cdi", rows, scaffolds) if c.claim == "cdi_modes"}
-    assert modes["vanilla"].passed and not modes["gru"].passed
+def test_clustered_topology_fails_universality_and_tied_topology_passes_it():
+    archs = ["vanilla", "gru", "lstm", "ugrnn"] * 10
+    clustered = clustered_distances(archs, seed=1)
+    tied = np.ones((40, 40)) - np.eye(40)  # every network has the same topology distance to every other
+    rows = rows_for(archs, ["tanh"] * 40)
+    by_topology = {}
+    for name, topology in (("clustered", clustered), ("tied", tied)):
+        claims = separability_claims("flipflop", list(range(40)), {"svcca": clustered}, {"topology": topology},
+                                     rows, n_permutations=100)
+        by_topology[name] = next(c for c in claims if c.claim == "topology_architecture")
+    assert by_topology["clustered"].verdict == "fail" and by_topology["clustered"].value == 1.0
+    # all 39 others tied: each network scores 9/39, the expected accuracy, exactly chance
+    tied_claim = by_topology["tied"]
+    assert tied_claim.value == pytest.approx(9 / 39) == pytest.approx(tied_claim.detail["chance"])
+    assert tied_claim.verdict == "pass"
 
 
 def test_geometry_needs_a_significant_permutation_test():
-    rng = np.random.default_rng(0)
     archs = ["vanilla", "gru", "lstm", "ugrnn"] * 6
-    centres = {a: rng.normal(size=5) * 10 for a in set(archs)}
-    points = np.stack([centres[a] + rng.normal(size=5) for a in archs])
-    clustered = np.linalg.norm(points[:, None] - points[None], axis=-1)
     # 1-NN accuracy is perfect, but 50 permutations cannot give p < 0.01 (the least p is 1/51)
-    (geometry, _) = separability_claims("flipflop", list(range(24)), clustered, None, rows_for(archs, ["tanh"] * 24),
-                                        n_permutations=50)
-    assert geometry.value == 1.0 and geometry.detail["p_value"] == pytest.approx(1 / 51) and not geometry.passed
+    geometry = separability_claims("flipflop", list(range(24)), {"svcca": clustered_distances(archs)}, {},
+                                   rows_for(archs, ["tanh"] * 24), n_permutations=50)[0]
+    assert geometry.value == 1.0 and geometry.detail["p_value"] == pytest.approx(1 / 51)
+    assert geometry.verdict == "inconclusive" and not geometry.passed
+
+
+def flipflop_numbers(canonical, **criteria):
+    from universality.scaffold import SCAFFOLDS
+
+    names = [c.name for c in SCAFFOLDS["flipflop"].criteria]
+    return {"canonical": canonical, "criteria": {n: criteria.get(n, canonical) for n in names}}
+
+
+def test_scaffold_claims_pool_groups_with_intervals_and_exclusions():
+    rows = [member_row(i, "flipflop", "vanilla" if i < 40 else "gru", "tanh", i not in (39, 79),
+                       "trained" if i not in (39, 79) else "failed") for i in range(80)]
+    scaffolds = {i: flipflop_numbers(i not in (0, 40)) for i in range(80)}
+    claims = {(c.claim, c.group): c for c in scaffold_claims("flipflop", rows, scaffolds)}
+    vanilla = claims[("flipflop_scaffold", "vanilla/tanh")]
+    assert vanilla.value == pytest.approx(38 / 39) and vanilla.n == 39
+    assert vanilla.detail["excluded"] == {"failed": 1, "diverged": 0}
+    assert vanilla.verdict == "inconclusive"  # 38/39: the exact interval reaches below 0.9
+    pooled = claims[("flipflop_scaffold", "all")]
+    assert pooled.n == 78 and pooled.value == pytest.approx(76 / 78) and pooled.verdict == "pass"
+    assert pooled.detail["homogeneity_p"] == pytest.approx(1.0)
+    assert set(pooled.detail["criteria"]) == set(flipflop_numbers(True)["criteria"])
+
+
+def test_heterogeneous_groups_fail_the_pooled_claim():
+    rows = [member_row(i, "flipflop", arch, "tanh") for i, arch in enumerate(["vanilla"] * 60 + ["gru"] * 20)]
+    scaffolds = {r.member: flipflop_numbers(r.arch == "vanilla" or r.member % 2 == 0) for r in rows}
+    claims = {c.group: c for c in scaffold_claims("flipflop", rows, scaffolds) if c.claim == "flipflop_scaffold"}
+    assert claims["gru/tanh"].verdict == "fail" and claims["vanilla/tanh"].verdict == "pass"
+    assert claims["all"].value == pytest.approx(70 / 80) and claims["all"].detail["homogeneity_p"] < 0.01
+    assert claims["all"].verdict == "fail"  # the groups differ, and one of them fails
 
 
 def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
@@ -140,13 +152,18 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "geometry_architecture" in printed and "report:" in printed
     claims = json.loads((out / "report" / "claims.json").read_text())
-    assert claims and all(set(c) >= {"claim", "group", "value", "threshold", "passed"} for c in claims)
-    assert {c["claim"] for c in claims} >= {"geometry_architecture", "topology_architecture", "flipflop_scaffold"}
+    assert claims and all(set(c) >= {"claim", "group", "value", "threshold", "verdict", "ci_low", "ci_high", "passed"}
+                          for c in claims)
+    assert all(c["verdict"] in ("pass", "fail", "inconclusive") and c["passed"] == (c["verdict"] == "pass")
+               for c in claims)
+    assert {c["claim"] for c in claims} >= {"geometry_architecture", "topology_architecture", "topology_activation",
+                                            "dynamics_architecture", "flipflop_scaffold"}
     report = (out / "report" / "report.md").read_text()
     for section in ("## Claims", "## Training", "## Task: flipflop", "## Provenance"):
         assert section in report
     figures = {p.name for p in (out / "report" / "figures").iterdir()}
-    assert "flipflop_trajectories.png" in figures and "flipflop_mds_svcca.png" in figures
+    assert {"flipflop_trajectories.png", "flipflop_mds_svcca.png", "flipflop_mds_topology.png",
+            "flipflop_mds_dynamics.png"} <= figures
     weights = {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
     analysis = {p: p.stat().st_mtime_ns for p in (out / "analysis").rglob("*.safetensors")}
     assert len(analysis) == 2 * 3 + 2  # states, fixed points, scaffold per shard; geometry, topology per task
@@ -168,7 +185,7 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     provenance = json.loads((exported / "provenance.json").read_text())
     assert set(provenance["config_hashes"]) == set(kept.shards()) and "torch_version" in provenance
     summary = (exported / "SUMMARY.md").read_text()
-    assert "## Claims" in summary and "`test`" in summary
+    assert "## Claims" in summary and "`test`" in summary and "## The claims" in summary
     for c in json.loads((out / "report" / "claims.json").read_text()):  # one table row per claim, from the data
         assert f"| {c['claim']} | {c['group']} |" in summary
     assert main(["verify", str(exported / "run")]) == 0  # the left-out states and fixed points are not damage

@@ -8,8 +8,8 @@
   a relative 1e-4 (float64 searches from the same seeded candidates agree to ~1e-10; the
   margin covers BLAS differences between machines); numbers from simulations and
   correlations (sine) to a relative 1e-3;
-* robustness: every claim that holds on the reference population still holds on random
-  subsets of it drawn by hypothesis, keeping at least :data:`MIN_PER_GROUP` members (or all,
+* robustness: no claim that holds on the reference population fails on random subsets of
+  it drawn by hypothesis (it may turn inconclusive: fewer networks, wider intervals), keeping at least :data:`MIN_PER_GROUP` members (or all,
   if fewer) of every task x architecture x activation group.
 
 A failure names the claim, group and value that moved. If the change is deliberate,
@@ -60,7 +60,9 @@ def test_claims_json_equals_the_claims_recomputed_from_stored_data():
         where = f"claim {stored['claim']} group {stored['group']}"
         moved = f"{where}: stored {stored['value']}, now {new['value']}; {REGENERATE}"
         assert same(stored["value"], new["value"]), moved
-        assert stored["passed"] == new["passed"], f"{where}: verdict moved to {new['passed']}; {REGENERATE}"
+        for bound in ("ci_low", "ci_high"):
+            assert same(stored[bound], new[bound]), f"{where}: {bound} {stored[bound]} -> {new[bound]}; {REGENERATE}"
+        assert stored["verdict"] == new["verdict"], f"{where}: verdict moved to {new['verdict']}; {REGENERATE}"
 
 
 def compare_numbers(where: str, stored: dict, now: dict, rel: float) -> None:
@@ -89,8 +91,9 @@ def test_reanalysing_a_stored_member_reproduces_its_scaffold(row):
     where = f"member {row.member} ({row.shard}, idx {row.idx})"
     rel = TOLERANCES[row.task]
     compare_numbers(where, numbers[row.idx], scaffold.as_dict(), rel)
-    assert np.allclose(scaffold.vector, tensors["vectors"][row.idx].numpy(), rtol=rel, atol=1e-9,
-                       equal_nan=True), f"{where}: scaffold vector moved; {REGENERATE}"
+    for signature in ("topology", "dynamics"):
+        assert np.allclose(getattr(scaffold, signature), tensors[signature][row.idx].numpy(), rtol=rel, atol=1e-9,
+                           equal_nan=True), f"{where}: {signature} signature moved; {REGENERATE}"
 
 
 HOLDING = [c for c in STORED_CLAIMS if c["passed"]]
@@ -117,9 +120,10 @@ def test_holding_claims_survive_random_subsets(data):
     left_out = sorted({r.member for r in ROWS} - subset)
     for claim in HOLDING:
         c = now[(claim["claim"], claim["group"])]
-        assert c.passed, (f"claim {claim['claim']} group {claim['group']} holds on the reference "
-                          f"({claim['value']:.3g}) but not without members {left_out} ({c.value:.3g}); "
-                          "it hangs on a few networks")
+        # fewer networks may widen an interval past its threshold (inconclusive), never reverse it
+        assert c.verdict != "fail", (f"claim {claim['claim']} group {claim['group']} holds on the reference "
+                                     f"({claim['value']:.3g}) but fails without members {left_out} ({c.value:.3g}); "
+                                     "it hangs on a few networks")
 
 
 def test_reference_results_are_small_and_complete():
