@@ -63,12 +63,12 @@ THRESHOLDS: dict[str, float] = {
 STATEMENTS: dict[str, tuple[str, str]] = {
     "geometry_architecture": ("Networks of one architecture sit nearer each other in SVCCA geometry than chance: "
                               "the architecture is predictable from geometry (individuality).",
-                              "Paper Fig. 2b/c, 3b/c: MDS of SVCCA distances separates architectures."),
+                              "Paper Fig. 1d, 3c: MDS of SVCCA distances separates architectures."),
     "geometry_activation": ("The activation (tanh / ReLU) is predictable from SVCCA geometry.",
-                            "Paper Fig. 2b, 3b: within an architecture, tanh and ReLU networks separate."),
+                            "Paper Fig. 1d (right): the SVCCA-MDS separates tanh and ReLU networks."),
     "topology_architecture": ("The topology signature (discrete scaffold: fixed points, indices, graph, flags) "
                               "does not predict the architecture beyond chance + margin (universality).",
-                              "Paper Fig. 2e/f, 3d: the MDS of fixed-point topology mixes architectures."),
+                              "Paper Fig. 1f, 3d: the MDS of fixed-point topology mixes architectures."),
     "topology_activation": ("The topology signature does not predict the activation beyond chance + margin.",
                             "Paper Sec. 4: the scaffold is shared across architectures and nonlinearities."),
     "dynamics_architecture": ("The linearised dynamics (eigenvalues, frequencies, selection gains, response "
@@ -77,11 +77,11 @@ STATEMENTS: dict[str, tuple[str, str]] = {
                               "architecture."),
     "flipflop_scaffold": ("At least 90% of trained flip-flop networks hold the labelled 3-cube of memories and "
                           "index-1 saddles (pooled, and in every architecture x activation).",
-                          "Paper Fig. 2d: 2^3 stable points with saddles on the cube's edges in every network."),
+                          "Paper Fig. 1e: 2^3 stable points with saddles between neighbouring memories."),
     "sine_scaffold": ("At least 90% of sine networks have, per input, one unstable spiral inside a limit cycle "
                       "whose linearised frequency tracks the target.",
-                      "Paper Fig. 2g-i: one unstable fixed point per input; its linearised frequency follows "
-                      "the target."),
+                      "Paper Fig. 2: one unstable fixed point per input at the centre of its oscillation; its "
+                      "linearised frequency follows the target."),
     "cdi_line_attractor": ("At least 90% of context-integration networks hold a one-dimensional line of slow "
                            "points per context, its tangent in the slow subspace, selecting the relevant input.",
                            "Paper Fig. 3a-c: an approximate line attractor per context in every architecture."),
