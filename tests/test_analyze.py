@@ -64,7 +64,7 @@ def test_topology_matrices_are_stored(run_dir):
     main(["analyze", str(run_dir), "--candidates", "128"])
     topo = load_topology(RunStore(run_dir), "flipflop")
     assert topo["members"].tolist() == [0, 1, 2]
-    for name in ("scaffold", "homology"):
+    for name in ("topology", "dynamics", "homology"):
         d = topo[name]
         assert d.shape == (3, 3) and torch.equal(d, d.T) and (d.diagonal() == 0).all() and (d >= 0).all()
 
@@ -111,7 +111,8 @@ def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path)
     numbers, tensors = load_scaffolds(store, "ff")
     assert numbers[1] == {"canonical": False, "diverged": True}
     assert "diverged" not in numbers[0] and "diverged" not in numbers[2]
-    assert torch.isnan(tensors["vectors"][1]).all() and torch.isfinite(tensors["vectors"][[0, 2]]).all()
+    for signature in ("topology", "dynamics"):
+        assert torch.isnan(tensors[signature][1]).all() and torch.isfinite(tensors[signature][[0, 2]]).all()
     assert torch.isnan(tensors["fingerprints"][1]).all()
 
 
@@ -133,4 +134,4 @@ def test_a_shard_whose_members_all_diverged_is_stored_empty(tmp_path):
     assert fps.n_members == 2 and fps.points.shape[2] == 0 and fps.conditions.shape == (1, 3)
     assert [s["count"] for s in fps.summary()] == [0, 0]
     numbers, tensors = load_scaffolds(store, "ff")
-    assert numbers == [{"canonical": False, "diverged": True}] * 2 and tensors["vectors"].shape[0] == 2
+    assert numbers == [{"canonical": False, "diverged": True}] * 2 and tensors["topology"].shape[0] == 2
