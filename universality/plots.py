@@ -169,3 +169,23 @@ def sine_frequency_bias(points_by_arch: Mapping[str, np.ndarray], path: str | Pa
     ax.set_ylabel("(|arg λ| - ω) / ω")
     ax.legend(fontsize=7, markerscale=2)
     _save(fig, path)
+
+
+def cdi_line_scores(scores: Mapping[str, np.ndarray], pc1_threshold: float, r2_threshold: float,
+                    path: str | Path) -> None:
+    """Per network, the cdi line's one-dimensionality (curve R^2, y) against the old
+    straightness test (PC1 share, x): ``scores[label] [N_nets, 2]`` (pc1, r2) per
+    ``arch/activation``, with both thresholds dashed."""
+    fig, ax = plt.subplots(figsize=(4.4, 4))
+    for label, values in sorted(scores.items()):
+        arch, _, act = label.partition("/")
+        ax.scatter(values[:, 0], values[:, 1], s=18, c=_colour(ARCH_COLOURS, arch),
+                   marker="o" if act != "relu" else "^", label=label, alpha=0.8)
+    ax.axvline(pc1_threshold, c="k", lw=0.5, ls="--")
+    ax.axhline(r2_threshold, c="k", lw=0.5, ls="--")
+    ax.set_xlabel("PC1 share of the line's points (old test)")
+    ax.set_ylabel("variance explained by a curve in the readout")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    _save(fig, path)
