@@ -7,6 +7,7 @@ tests/test_scaffold_sine.py, tests/test_scaffold_cdi.py.)"""
 import itertools
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from universality.cells.base import Cell
 from universality.dynamics import FixedPointConfig, find_fixed_points
 from universality.geometry import distance as geometry_distance
 from universality.population import Member, Population
-from universality.scaffold import SCAFFOLDS, distance_matrix, flipflop
+from universality.scaffold import SCAFFOLDS, FigureContext, distance_matrix, flipflop
 from universality.scaffold.homology import diagram_distance, fingerprint, n_long_lived, persistence
 from universality.tasks import make_task
 
@@ -173,7 +174,7 @@ def test_bistable_units_have_the_canonical_hypercube(k):
         assert adjacency_from_topology(s.topology, k) == dict.fromkeys(hypercube_upper(k), 1)
         # every pattern held for the whole hold: a memory on the task's timescale
         assert n["patterns_held"] == 2**k and n["escape_times"] == [hold] * 2**k and n["escape_time"] == hold
-        assert n["slow_point_memories"] == 0
+        assert n["slow_point_memories"] is None  # the search kept no slow points (default)
         # linear dynamics: a memory's moduli are w_j (1 - h*_j^2), sorted; an index-1 saddle
         # has unit j at 0 (|lambda| = w_j), 2^(k-1) saddles per unit
         moduli = sorted((memory_modulus(x) for x in wm), reverse=True)
@@ -346,6 +347,21 @@ def test_flipflop_needs_the_zero_input():
     fp = find_fixed_points(pop, conditions=torch.ones(1, 2), initial_states=box_states(1, 2, n=32))
     with pytest.raises(ValueError, match="zero input"):
         flipflop.compute(pop, fp)
+
+
+def test_flipflop_figures_draw_the_fixed_points_and_the_functional_memory(tmp_path):
+    pop = bistable([[2.0, 2.0, 2.0], [2.0, 0.5, 2.0]])
+    fp = find_fixed_points(pop, initial_states=box_states(2, 3))
+    scaffolds = flipflop.compute(pop, fp)
+    states, _ = pop.run(pop.task.sample(4, torch.Generator().manual_seed(0)).inputs.double())
+    rows = [SimpleNamespace(member=10 + i, shard="s", idx=i, arch="diagtanh", activation="tanh", hidden=3)
+            for i in range(2)]
+    ctx = FigureContext(rows, {10 + i: s.as_dict() for i, s in enumerate(scaffolds)}, lambda shard: fp,
+                        lambda shard: states, lambda shard: pop.task, tmp_path)
+    lines = flipflop.figures(ctx)
+    drawn = sorted(p.name for p in tmp_path.iterdir())
+    assert drawn == ["flipflop_fixed_points_diagtanh.png", "flipflop_functional_memory.png"]
+    assert all(any(f"figures/{name}" in line for line in lines) for name in drawn)
 
 
 # ---------------------------------------------------------------------- invariances

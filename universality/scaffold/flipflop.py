@@ -34,6 +34,7 @@ hold length if never).
 **Slow-point memories.** The number of sign patterns read out at some slow point (a local
 minimum of the speed that is not certified fixed, any stability index) that no memory
 carries: patterns the search saw only as a slow region (e.g. the ghost of a memory).
+``None`` where the search kept no slow points (``FixedPointConfig.include_slow`` off).
 
 **Dynamics.** ``dynamics [4]`` is ``[median |lambda_1| and median |lambda_2| over the
 memories, median unstable |lambda| over the index-1 saddles, median escape time / hold
@@ -135,6 +136,7 @@ def compute(
     points, index = fixed_points.points[:, c], fixed_points.index[:, c]  # [P, N, ...]
     certified = fixed_points.mask[:, c] & fixed_points.fixed[:, c]  # certified points only, never slow points
     slow = fixed_points.mask[:, c] & ~fixed_points.fixed[:, c]
+    slow_searched = bool(fixed_points.config.get("include_slow", False))
     continuum = certified & (fixed_points.neutral_dim[:, c] > 0)  # counted, but no memory or saddle
     mask = certified & ~continuum
     p, n, _ = points.shape
@@ -193,7 +195,7 @@ def compute(
         numbers["n_none_edges"] = int(n_none[m])
         numbers["n_continua"] = int(continuum[m].sum())
         numbers["n_slow_points"] = int(slow[m].sum())
-        numbers["slow_point_memories"] = int((slow_patterns[m] & ~presence[m]).sum())
+        numbers["slow_point_memories"] = int((slow_patterns[m] & ~presence[m]).sum()) if slow_searched else None
         numbers["patterns_held"] = int(held[m].sum())
         numbers["escape_time"] = float(escape_time[m])
         numbers["escape_times"] = escape[m].tolist()
