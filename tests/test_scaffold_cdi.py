@@ -33,7 +33,7 @@ from universality.scaffold.cdi import (
 from universality.tasks import make_task
 
 TASK = make_task("cdi")  # inputs: u0, u1, context 0, context 1; target gain TASK.scale
-GAIN = TASK.scale
+GAIN: float = TASK.scale  # type: ignore[attr-defined]
 R = output_range(TASK)  # = 1: |scale| * n_time * mean_max
 F64 = torch.float64
 
@@ -333,8 +333,8 @@ def test_signatures_invariant_under_orthogonal_conjugation_and_permutation(seed,
 
 def test_signatures_are_nan_free_and_one_length():
     pops = [diagonal_integrator([1.0, 0.5, 0.3], [1.0, 0, 0]), diagonal_integrator([0.8, 0.5, 0.3], [1.0, 0, 0])]
-    both = gated_population(*(torch.cat([p.params[k] for p in pops]) for k in ("A", "B", "readout.weight")))
-    result = scaffold(both, CdiConfig(chunk=1))  # one member per linearisation chunk
+    a, b_in, readout = (torch.cat([p.params[k] for p in pops]) for k in ("A", "B", "readout.weight"))
+    result = scaffold(gated_population(a, b_in, readout), CdiConfig(chunk=1))  # one member per linearisation chunk
     assert [s.canonical for s in result] == [True, False]  # member order kept
     assert result[1].numbers["top_eig"] == pytest.approx(0.8)
     for sc in result:
@@ -366,7 +366,8 @@ def test_conditions_must_be_the_contexts():
 
 # ---------------------------------------------------------------------- claims, figures
 def rows_and_scaffolds(modes: dict[str, list[float]]):
-    rows, scaffolds = [], {}
+    rows: list[SimpleNamespace] = []
+    scaffolds: dict[int, dict[str, float]] = {}
     for arch, values in modes.items():
         for v in values:
             member = len(rows)
