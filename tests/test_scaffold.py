@@ -270,25 +270,27 @@ def test_a_destroyed_memory_is_lost_functionally_and_from_the_cube():
 
 
 class Ghost(DiagonalTanh):
-    """h' = h + x - (h + 1/2) ((h - 1/2)^2 + 1e-4) / 2: one memory at h = -1/2 (pattern 0);
-    near h = 1/2 the speed dips to 5e-5 without reaching 0 (the ghost of a memory, read out
-    as pattern 1): a slow point, never a fixed one."""
+    """h' = h + x - (h + 1/2) ((h - 1/2)^2 + d) ((h + 3/2)^2 + d) / 2, d = 1e-4: one memory at
+    h = -1/2 (pattern 0); near h = 1/2 and h = -3/2 the speed dips to ~2e-4 without reaching 0
+    (ghosts of memories, read out as patterns 1 and 0): slow points, never fixed ones. Only
+    the ghost at 1/2 carries a pattern that no memory does."""
 
     arch = "ghost"
 
     def recur(self, params, drive, state):
-        return state + drive - 0.5 * (state + 0.5) * ((state - 0.5) ** 2 + 1e-4)
+        d = 1e-4
+        return state + drive - 0.5 * (state + 0.5) * ((state - 0.5) ** 2 + d) * ((state + 1.5) ** 2 + d)
 
 
 def test_a_pattern_carried_only_by_a_slow_point_is_a_slow_point_memory():
     pop = make_population(Ghost(), make_task("flipflop", n_bits=1), 1, {
         "w": torch.ones(1, 1, dtype=F64), "readout.weight": torch.ones(1, 1, 1, dtype=F64),
         "readout.bias": torch.zeros(1, 1, dtype=F64)})
-    init = torch.linspace(-1, 1, 21, dtype=F64).view(1, -1, 1)
+    init = torch.linspace(-2, 1, 31, dtype=F64).view(1, -1, 1)
     fp = find_fixed_points(pop, initial_states=init, config=FixedPointConfig(include_slow=True))
     (s,) = flipflop.compute(pop, fp)
     n = s.numbers
-    assert n["n_stable"] == n["n_patterns"] == 1 and n["n_slow_points"] >= 1
+    assert n["n_stable"] == n["n_patterns"] == 1 and n["n_slow_points"] == 2
     assert n["slow_point_memories"] == 1 and not s.canonical
 
 
