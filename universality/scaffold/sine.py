@@ -355,7 +355,7 @@ def figures(ctx: FigureContext) -> list[str]:
                               ctx.folder / "sine_frequency_bias.png")
     lines = ["![linearised vs target frequency](figures/sine_frequency_tracking.png)", "",
              "![relative frequency error vs |λ| - 1](figures/sine_frequency_bias.png)", "",
-             "| architecture | networks | median bias slope (relative error per unit of |λ| - 1) |",
+             "| architecture | networks | median bias slope (relative error per unit of \\|λ\\| - 1) |",
              "|---|---|---|"]
     for arch, values in sorted(slopes.items()):
         finite = [v for v in values if math.isfinite(v)]
