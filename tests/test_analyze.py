@@ -34,12 +34,15 @@ def test_analyze_json_reports_fixed_points_per_member(run_dir, capsys):
         assert isinstance(r["scaffold"]["canonical"], bool)
         # the scaffold's stability counts are those of the stored fixed points
         assert r["scaffold"]["n_stable"] == fp["stable"]
-    # the stored fixed points are those reported, and each is a root of its member's map
+    # the stored fixed points are those reported, and each certified one is a root of its member's map
+    # (the flip-flop's analysis keeps slow points too, for its slow-point memories)
     fps = load_fixed_points(store, "flipflop-gru-tanh-h8")
     pop = store.load_population("flipflop-gru-tanh-h8").to("cpu", torch.float64)
     pts = fps.points[:, 0]  # [P, N, S] at the single zero-input condition
     mapped = pop.step(torch.zeros(len(pop), pts.shape[1], 3, dtype=torch.float64), pts)
-    assert ((mapped - pts).abs().amax(-1)[fps.mask[:, 0]] < 1e-9).all()
+    certified = fps.mask[:, 0] & fps.fixed[:, 0]
+    assert ((mapped - pts).abs().amax(-1)[certified] < 1e-9).all()
+    assert ((mapped - pts).abs().amax(-1)[fps.mask[:, 0] & ~fps.fixed[:, 0]] > 1e-9).all()
 
 
 def test_geometry_matrices_match_a_direct_computation(run_dir):

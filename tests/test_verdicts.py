@@ -60,6 +60,7 @@ def test_homogeneity_equal_and_unequal_rates():
     unequal = [[True] * 38 + [False] * 2, [True] * 39 + [False], [True] * 5 + [False] * 35, [True] * 37 + [False] * 3]
     assert homogeneity_p(unequal) < ALPHA
     assert homogeneity_p([[True] * 5, [True] * 8]) == 1.0  # one outcome: nothing differs
+    assert 0 < homogeneity_p([[False], [True] * 9 + [False]]) <= 1  # a group of one network is allowed
 
 
 def test_fisher_and_rank_tests_are_one_sided():

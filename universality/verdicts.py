@@ -131,12 +131,16 @@ def homogeneity_p(met_by_group: Sequence[Sequence[bool]], seed: int = 0) -> floa
     if len(groups) < 2 or pooled.all() or not pooled.any():
         return 1.0
 
-    def chi2(*samples: np.ndarray) -> float:
-        table = np.array([[s.sum(), len(s) - s.sum()] for s in samples])
+    labels = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+
+    def chi2(outcomes: np.ndarray) -> float:  # outcomes permuted over networks, group labels fixed
+        met = np.bincount(labels, weights=outcomes, minlength=len(groups))
+        table = np.stack([met, np.bincount(labels, minlength=len(groups)) - met], axis=1)
         return float(stats.chi2_contingency(table, correction=False).statistic)
 
-    result = stats.permutation_test(groups, chi2, permutation_type="independent", alternative="greater",
-                                    n_resamples=HOMOGENEITY_RESAMPLES, rng=np.random.default_rng(seed))
+    result = stats.permutation_test((pooled.astype(np.float64),), chi2, permutation_type="pairings",
+                                    alternative="greater", n_resamples=HOMOGENEITY_RESAMPLES,
+                                    rng=np.random.default_rng(seed))
     return float(result.pvalue)
 
 

@@ -9,8 +9,9 @@
   margin covers BLAS differences between machines); numbers from simulations and
   correlations (sine) to a relative 1e-3;
 * robustness: no claim that holds on the reference population fails on random subsets of
-  it drawn by hypothesis (it may turn inconclusive: fewer networks, wider intervals), keeping at least :data:`MIN_PER_GROUP` members (or all,
-  if fewer) of every task x architecture x activation group.
+  it drawn by hypothesis (it may turn inconclusive: fewer networks, wider intervals),
+  keeping at least :data:`MIN_PER_GROUP` members (or all, if fewer) of every task x
+  architecture x activation group.
 
 A failure names the claim, group and value that moved. If the change is deliberate,
 regenerate the references with ``universality reference`` and review the diff of

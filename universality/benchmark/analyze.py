@@ -157,6 +157,8 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
     fp_path = root / "fixed_points" / f"{shard}.safetensors"
     n_conditions = len(task_from_config(info["task_config"]).conditions())
     fp_config = config.fixed_point_config(n_conditions)
+    if SCAFFOLDS[info["task"]].slow_points:
+        fp_config = replace(fp_config, include_slow=True)
 
     def fixed_points(source: str) -> None:
         pop = population()

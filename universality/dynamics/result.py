@@ -101,19 +101,21 @@ class FixedPoints:
         return out
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per member: ``count`` (unique points over all conditions), ``stable`` (index 0),
-        ``continua`` (points with a neutral direction, one per continuum), ``index_counts``
-        ({str(index): count}), ``max_residual``, ``min_sigma``, and ``candidates``
+        """Per member, over certified points: ``count`` (unique points over all conditions),
+        ``stable`` (index 0), ``continua`` (points with a neutral direction, one per
+        continuum), ``index_counts`` ({str(index): count}), ``max_residual``, ``min_sigma``;
+        ``slow`` (slow points kept, when the search included them) and ``candidates``
         ({status: count} over all candidates)."""
         rows = []
         for i in range(self.n_members):
-            keep = self.mask[i]
+            keep = self.mask[i] & self.fixed[i]
             index = self.index[i][keep]
             values, counts = index.unique(return_counts=True)
             residual = self.residual[i][keep]
             sigma = self.sigma_min[i][keep]
             rows.append({
                 "count": int(keep.sum()),
+                "slow": int((self.mask[i] & ~self.fixed[i]).sum()),
                 "continua": int((self.neutral_dim[i][keep] > 0).sum()),
                 "stable": int((index == 0).sum()),
                 "index_counts": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},

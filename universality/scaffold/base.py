@@ -18,7 +18,9 @@ A task's scaffold module provides one :class:`ScaffoldSpec` (registered in
   each :class:`Scaffold` says which it meets (``Scaffold.criteria``), and ``canonical`` is
   the conjunction of the criteria marked ``headline``;
 * its task-specific **claims** beyond the per-criterion rates (``extra_claims``, e.g. the
-  cdi modes rank test), and its **figures** (``figures``).
+  cdi modes rank test), and its **figures** (``figures``);
+* whether it reads slow points (``slow_points``: the analysis then keeps them in the
+  stored fixed points, e.g. the flip-flop's slow-point memories).
 
 Both signatures must not depend on the coordinates of the state space: they are built from
 counts, labels defined through the readout, eigenvalues and projections normalised to be
@@ -114,6 +116,7 @@ class ScaffoldSpec:
     extra_claims: Callable[[Sequence[Any], Mapping[int, dict[str, Any]]], list[Any]] | None = None
     figures: Callable[[FigureContext], list[str]] | None = None
     claim: str = field(default="")
+    slow_points: bool = False
 
     def __post_init__(self) -> None:
         if not any(c.headline for c in self.criteria):

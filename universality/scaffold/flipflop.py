@@ -290,7 +290,7 @@ def figures(ctx: FigureContext) -> list[str]:
 
 
 SPEC = ScaffoldSpec("flipflop", compute, distance, CRITERIA, dynamics_distance=dynamics_distance, figures=figures,
-                    claim="flipflop_scaffold")
+                    claim="flipflop_scaffold", slow_points=True)
 
 
 # ---------------------------------------------------------------------- helpers
