@@ -209,6 +209,61 @@ def test_saddle_search_finds_all_27_points_from_states_near_the_8_attractors():
     assert (fp.neutral_dim[0, 0][keep] == 0).all()
 
 
+class SlowEscape(Cell):
+    """h' = h + c h (A^2 - h^2) + U x per unit: attractors at +-A, a weakly unstable point at
+    0 (multiplier 1 + c A^2) whose neighbourhood the state leaves only slowly."""
+
+    arch = "slowescape"
+
+    def init_params(self, input_size, hidden_size, generator):
+        raise NotImplementedError
+
+    def drive(self, params, x):
+        return torch.einsum("p...i,psi->p...s", x, params["U"])
+
+    def recur(self, params, drive, state):
+        c, a = params["c"].unsqueeze(1), params["a"].unsqueeze(1)
+        return state + c * state * (a.square() - state.square()) + drive
+
+
+def test_hold_seeds_an_attractor_reached_only_after_the_trials():
+    """One unit, attractors at +-10, an unstable point at 0 with multiplier 1.03; flip-flop
+    pulses on bit 0 kick the state by +-1e-3. On the trials |h| stays below 0.02, so the
+    noisy candidates (sigma 0.5) lie within |h| < 2 (measured: -1.95 to 1.78), inside the
+    basin of 0 of the Newton iteration on the cubic (|h| < A / sqrt(5) = 4.5) and below
+    the maximum of q (|h| = A / sqrt(3)), where the gradient phase descends towards 0:
+    without holds only 0 is found (asserted: the trial-state candidates alone miss both
+    attractors; holds of 1 or 100 steps miss them too). A 500-step hold at zero input
+    carries the kicked states to +-10 (|h| grows 1.03-fold per step from ~1e-3)."""
+    a, c = 10.0, 0.03 / 100
+    params = {"U": torch.tensor([[[1e-3, 0.0, 0.0]]]), "c": torch.tensor([[c]]), "a": torch.tensor([[a]])}
+    pop = population(SlowEscape(), 1, params)
+    without = find_fixed_points(pop, config=FixedPointConfig(hold_fraction=0.0))
+    assert without.counts.item() == 1 and abs(without.points[0, 0, 0, 0].item()) < 1e-10
+    assert without.index[0, 0, 0].item() == 1
+    fp = find_fixed_points(pop)
+    keep = fp.mask[0, 0]
+    found = sorted(fp.points[0, 0][keep][:, 0].tolist())
+    assert len(found) == 3 and fp.fixed[0, 0][keep].all()
+    np.testing.assert_allclose(found, [-a, 0.0, a], atol=1e-10)
+    assert sorted(fp.index[0, 0][keep].tolist()) == [0, 0, 1]
+
+
+def test_hold_starts_spread_to_a_rarely_visited_region():
+    """Farthest-point sampling: 200 states at one place and 2 at another, far away; the
+    second start is in the rare region (a uniform draw of 2 would miss it 98% of the time)."""
+    from universality.dynamics.fixed_points import _farthest_points
+
+    gen = torch.Generator().manual_seed(0)
+    common = 0.01 * torch.randn(200, 4, generator=gen, dtype=torch.float64)
+    rare = 3.0 + 0.01 * torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    pool = torch.cat([common, rare])[None, None]  # [1, 1, 202, 4]
+    pool[0, 0, 5] = math.nan  # a diverged state is never picked
+    starts = _farthest_points(pool, 3)[0, 0]
+    assert torch.isfinite(starts).all()
+    assert (starts[:, 0] > 2).sum() == 1 and (starts[:, 0] < 1).sum() == 2
+
+
 class LineTimesBistable(Cell):
     """h'_0 = h_0 (every h_0 is fixed: a neutral line), h'_j = tanh(w_j h_j) for j > 0, plus U x."""
 

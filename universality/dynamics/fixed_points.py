@@ -66,9 +66,24 @@ class FixedPointConfig:
       towards a nearly singular root or along a slow manifold: measured on the benchmark
       GRU population, this cuts a tenth of the work and loses no point).
     * ``bucket_size = 16``: each iteration, members are sorted by their number of
-      still-active candidates and solved in groups of this many, each padded to its own
+      still-active candidates and solved in groups of this many (more where the group's
+      padded batch stays small, see ``_member_groups``), each padded to its own
       widest member. Results do not depend on it beyond float rounding; bigger groups pad
       more and fall out of cache (measurements: docs/performance.md, "Fixed points").
+    * Holds (default candidates at given conditions only): besides the noisy states,
+      ``ceil(hold_fraction * n_initial)`` candidates per condition (``hold_fraction =
+      1/8``) are the end states of holding the condition's constant input for
+      ``hold_steps = 500`` steps, started from visited states spread over the pool by
+      farthest-point sampling (each next start the pooled state farthest from those
+      picked, so a region the trials visit rarely gets a start as soon as the common ones
+      have one). An attractor the network reaches from its trial states is then seeded
+      even when it is reached only after a slow passage (a saddle or the ghost of a lost
+      fixed point) that outlasts the trials, and noise and LM from the visited states
+      end elsewhere (test: ``test_hold_seeds_an_attractor_reached_only_after_the_trials``).
+      500 steps are 5-8 trial lengths of the built-in tasks (64-100 steps); the slowest
+      passage measured, a ghost in a trained leaky rate network, took ~70 steps. An
+      eighth keeps the cost small: hold ends start at or near their attractor, so LM
+      certifies them in a few iterations. ``hold_fraction = 0`` turns holds off.
     * ``tol_unstable = 0``: a mode is unstable if |lambda| > 1 + tol_unstable.
     * ``max_rows = 2**20``: one Jacobian pass feeds at most this many rows (members x
       candidates x (S + 1)) to ``population.step`` (memory bound); the other candidates
@@ -125,6 +140,8 @@ class FixedPointConfig:
     tol_stationary: float = 1e-8
     tol_unstable: float = 0.0
     max_rows: int = 2**20
+    hold_fraction: float = 0.125
+    hold_steps: int = 500
     gradient_iters: int = 50
     gradient_lr: float = 2e-2
     restart_iters: int = 40
@@ -138,7 +155,9 @@ class FixedPointConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"FixedPointConfig.{name} must be a positive int, got {value!r}")
-        for name in ("max_pairs", "gradient_iters", "restart_iters"):
+        if not (math.isfinite(self.hold_fraction) and self.hold_fraction >= 0):
+            raise ValueError(f"FixedPointConfig.hold_fraction must be >= 0, got {self.hold_fraction!r}")
+        for name in ("max_pairs", "gradient_iters", "restart_iters", "hold_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"FixedPointConfig.{name} must be an int >= 0, got {value!r}")
@@ -168,14 +187,17 @@ class FixedPointConfig:
 def sample_initial_states(
     population: Population, config: FixedPointConfig = FixedPointConfig(), conditions: Tensor | None = None
 ) -> Tensor:
-    """Candidates (float64, K = ``config.n_initial``) drawn from visited states plus
-    Gaussian noise (see :class:`FixedPointConfig`).
+    """Candidates (float64): ``config.n_initial`` states drawn from visited states plus
+    Gaussian noise, and at given conditions the ends of holds (see :class:`FixedPointConfig`).
 
-    Without ``conditions``: ``[P, K, S]`` from the states of task trials. With
-    ``conditions [C, I]``: ``[P, C, K, S]``, each condition's candidates drawn from a pool
-    of the task-trial states and of the states visited while that condition's constant
-    input is held for a trial length, starting from the trials' final states (so a sine
-    network's candidates at one frequency lie on that frequency's own oscillation).
+    Without ``conditions``: ``[P, K, S]`` (K = ``n_initial``) from the states of task
+    trials. With ``conditions [C, I]``: ``[P, C, K + H, S]``, each condition's K noisy
+    candidates drawn from a pool of the task-trial states and of the states visited while
+    that condition's constant input is held for a trial length, starting from the trials'
+    final states (so a sine network's candidates at one frequency lie on that frequency's
+    own oscillation), then H = ``ceil(hold_fraction * n_initial)`` hold ends (no noise):
+    pooled states spread by farthest-point sampling, each held at the condition's input
+    for ``hold_steps`` steps (NaN where a hold diverged: no candidate).
     """
     gen = torch.Generator().manual_seed(config.seed)
     trials = population.task.sample(config.n_trials, gen)
@@ -194,7 +216,45 @@ def sample_initial_states(
     pick = torch.randint(pool.shape[-2], (*pool.shape[1:-2], config.n_initial), generator=gen).to(pool.device)
     noise = config.noise * torch.randn(*pick.shape, s, generator=gen, dtype=torch.float64).to(pool.device)
     chosen = pool.gather(-2, pick.unsqueeze(0).unsqueeze(-1).expand(p, *pick.shape, s))
-    return chosen + noise
+    noisy = chosen + noise
+    n_hold = math.ceil(config.hold_fraction * config.n_initial)
+    if conditions is None or n_hold == 0:
+        return noisy
+    return torch.cat([noisy, _hold_ends(population, pool, conditions, n_hold, config.hold_steps)], dim=2)
+
+
+def _hold_ends(population: Population, pool: Tensor, conditions: Tensor, n_hold: int, steps: int) -> Tensor:
+    """Ends of holds: ``n_hold`` states of ``pool [P, C, M, S]`` spread by farthest-point
+    sampling, each run ``steps`` steps at its condition's input ``conditions [C, I]`` in
+    float64 -> ``[P, C, n_hold, S]`` (non-finite ends as NaN)."""
+    p, c, m, s = pool.shape
+    starts = _farthest_points(pool, min(n_hold, m))  # [P, C, H, S]
+    n = starts.shape[2]
+    params = float64_params(population)
+    x = _inputs(conditions.to(device=pool.device, dtype=torch.float64), p, n).reshape(p, c * n, -1)
+    h = starts.reshape(p, c * n, s)
+    with torch.no_grad():
+        for _ in range(steps):
+            h = population.step(x, h, params)
+    h = torch.where(torch.isfinite(h).all(-1, keepdim=True), h, math.nan)
+    return h.view(p, c, n, s)
+
+
+def _farthest_points(pool: Tensor, n: int) -> Tensor:
+    """``n`` rows of ``pool [..., M, S]`` by farthest-point sampling (Euclidean; the first is
+    row 0, each next one the row farthest from those already picked) -> ``[..., n, S]``."""
+    lead, s = pool.shape[:-2], pool.shape[-1]
+    finite = torch.isfinite(pool).all(-1)  # [..., M]
+    nearest = torch.where(finite, math.inf, -math.inf)  # distance to the picked rows (non-finite: never picked)
+    current = finite.to(torch.int8).argmax(-1)  # the first finite row
+    picked = []
+    for _ in range(n):
+        picked.append(current)
+        centre = pool.gather(-2, current.view(*lead, 1, 1).expand(*lead, 1, s))  # [..., 1, S]
+        nearest = torch.minimum(nearest, (pool - centre).norm(dim=-1).nan_to_num(math.inf))
+        current = nearest.argmax(-1)
+    idx = torch.stack(picked, dim=-1)  # [..., n]
+    return pool.gather(-2, idx.unsqueeze(-1).expand(*lead, n, s))
 
 
 def find_fixed_points(
