@@ -92,9 +92,12 @@ def test_clustered_topology_fails_universality_and_tied_topology_passes_it():
     rows = rows_for(archs, ["tanh"] * 160)
     by_topology = {}
     for name, topology in (("clustered", clustered), ("tied", tied)):
-        claims = separability_claims("flipflop", list(range(160)), {"svcca": clustered}, {"topology": topology},
-                                     rows, n_permutations=100)
+        claims = separability_claims("flipflop", list(range(160)), {"svcca": clustered},
+                                     {"topology": topology, "dynamics": topology}, rows, n_permutations=100)
         by_topology[name] = next(c for c in claims if c.claim == "topology_architecture")
+        dynamics = next(c for c in claims if c.claim == "dynamics_architecture")
+        # the same distances as dynamics: individual when clustered, not when tied
+        assert dynamics.verdict == {"clustered": "pass", "tied": "fail"}[name], dynamics
     assert by_topology["clustered"].verdict == "fail" and by_topology["clustered"].value == 1.0
     # all 159 others tied: each network scores 39/159, the expected accuracy, exactly chance
     tied_claim = by_topology["tied"]

@@ -18,7 +18,10 @@ Claims (``claim`` keys; group = the task unless stated):
    from the topology-signature distances (discrete content only) with its interval at or
    below chance + 0.15.
 3. ``dynamics_architecture``: linear dynamics are individual. 1-NN accuracy of the
-   architecture from the dynamics-signature distances above chance, permutation p < 0.01.
+   architecture from the dynamics-signature distances above chance, permutation p < 0.01
+   (pass); fail when its interval lies at or below chance + 0.15 (the margin of claim 2:
+   no more information than topology is allowed); inconclusive otherwise (e.g. too few
+   networks for any permutation p below 0.01).
 4. ``<task scaffold claim>`` (``flipflop_scaffold``, ``sine_scaffold``,
    ``cdi_line_attractor``): the scaffold is universal. The rate of networks meeting every
    headline criterion, at least 0.9: pooled over all groups (group ``all``, with a
@@ -171,9 +174,11 @@ def separability_claims(task: str, ids: Sequence[int], geometry: Mapping[str, np
             out.append(too_few("dynamics_architecture", cond, labels))
         else:
             s = _accuracy(d, labels, n_permutations)
-            verdict: Verdict = "pass" if s["p_value"] < ALPHA and s["accuracy"] > s["chance"] else "fail"
+            bound = s["chance"] + t["topology_margin_over_chance"]
+            verdict: Verdict = ("pass" if s["p_value"] < ALPHA and s["accuracy"] > s["chance"] else
+                                "fail" if s["ci_high"] <= bound else "inconclusive")
             out.append(Claim("dynamics_architecture", task, s["accuracy"], cond, verdict, len(labels), s["ci_low"],
-                             s["ci_high"], {"chance": s["chance"], "p_value": s["p_value"]}))
+                             s["ci_high"], {"chance": s["chance"], "bound": bound, "p_value": s["p_value"]}))
     return out
 
 
