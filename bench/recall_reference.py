@@ -2,8 +2,8 @@
 reference flip-flop networks (``reference_results/run``; passed members, zero input).
 
 For every architecture x activation group, both methods start from the same initial
-states (``sample_initial_states`` with ``FixedPointConfig(n_initial=K)``, as ``analyze``
-draws them):
+states (``sample_initial_states`` at zero input with ``FixedPointConfig(n_initial=K)``, as
+``analyze`` draws them: K noisy visited states and K/8 ends of holds):
 
 * the reference: float64 Adam on q(h) = 1/2 |F(h) - h|^2, each candidate its own Adam
   state (the loss is the sum of the candidates' q, so every coordinate's moments are its
@@ -88,12 +88,13 @@ def compare_shard(store: RunStore, shard: str, args: argparse.Namespace) -> dict
     if args.members:
         idx = idx[: args.members]
     pop = store.load_population(shard).select(idx)
-    init = sample_initial_states(pop, FixedPointConfig(n_initial=args.candidates))  # [P, K, S]
+    zero = torch.zeros(1, pop.task.input_size)
+    init = sample_initial_states(pop, FixedPointConfig(n_initial=args.candidates), zero)[:, 0]  # [P, K + H, S]
     start = time.perf_counter()
     reference = adam_newton_roots(pop, init, args.adam_iters, args.lr, args.newton)
     t_ref = time.perf_counter() - start
     start = time.perf_counter()
-    fp = find_fixed_points(pop, conditions=torch.zeros(1, pop.task.input_size), initial_states=init)
+    fp = find_fixed_points(pop, conditions=zero, initial_states=init)
     t_ffp = time.perf_counter() - start
     found = missed = 0
     missed_index: list[int] = []

@@ -574,17 +574,19 @@ def _lm_step(pop: Population, params: dict[str, Tensor], x: Tensor, part: _Candi
     fa, a = state_jacobians(pop, params, part.h, x)
     a.diagonal(dim1=-2, dim2=-1).sub_(1)  # A = J - I (in place: the Jacobian is ours)
     ra = fa - part.h
-    grad = (a.mT @ ra.unsqueeze(-1)).squeeze(-1)
+    grad = (a * ra.unsqueeze(-1)).sum(-2)  # A^T r (a third of a [N, 16, 16] x [N, 16, 1] bmm's time)
     hess = a.mT @ a
     diag = hess.diagonal(dim1=-2, dim2=-1)
     diag_max = diag.amax(-1)
     stationary = grad.norm(dim=-1) <= tol_stationary * diag.sum(-1).sqrt() * ra.norm(dim=-1)
     mu = torch.where(torch.isnan(part.mu), 1e-3 * diag_max.clamp_min(1e-12), part.mu)
     diag.add_(mu.unsqueeze(-1))  # hess + mu I
-    chol, info = torch.linalg.cholesky_ex(hess)
-    # two triangular solves: 2-3x faster than cholesky_solve on [N, 16, 16] batches (docs/performance.md)
-    half = torch.linalg.solve_triangular(chol, -grad.unsqueeze(-1), upper=False)
-    d = torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(-1)
+    # hess = U^T U (the upper factor: LAPACK's column-major lower one, no transposed copy),
+    # then two triangular solves: together ~2x faster than the lower factor and cholesky_solve
+    # on [N, 16, 16] batches (docs/performance.md)
+    chol, info = torch.linalg.cholesky_ex(hess, upper=True)
+    half = torch.linalg.solve_triangular(chol.mT, -grad.unsqueeze(-1), upper=False)
+    d = torch.linalg.solve_triangular(chol, half, upper=True).squeeze(-1)
     h_new = part.h + d
     r_new = pop.step(x, h_new, params) - h_new
     q_new = (0.5 * r_new.square().sum(-1)).nan_to_num(math.inf)
