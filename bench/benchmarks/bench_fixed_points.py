@@ -13,6 +13,10 @@ candidates (initial 1.0), stopping when mean q < tol_q = 1e-12 or |dq| < tol_dq 
 with tol_dq = 1e-20, at most 5000 iterations. It runs in float64 here (FixedPointFinder
 uses float32), which only helps it; adaptive gradient clipping is omitted.
 
+The initial states are given (drawn without conditions, so without the hold candidates
+that ``sample_initial_states`` adds at conditions): the timings are of the search; the
+holds' cost is in docs/performance.md.
+
 Every benchmark runs with one torch thread: on the 2-core development VM small ops with
 2 threads were far slower than with 1.
 """
