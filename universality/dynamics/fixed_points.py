@@ -44,7 +44,8 @@ class FixedPointConfig:
     from the members' trajectories on ``n_trials`` task trials plus Gaussian noise of
     std ``noise`` (Golub & Sussillo's flip-flop example: 1024 states, sigma 0.5, so that
     saddles are found), all from ``seed``; every member gets the same trial and time
-    indices and the same noise, so its candidates depend on its own weights only.
+    indices and the same noise, so its candidates depend on its own weights only; plus
+    the ends of holds (``hold_fraction``, ``hold_steps`` below).
 
     * ``tol_fixed = 1e-10``: max-norm residual certifying a fixed point. LM ends in
       Newton steps, whose quadratic convergence takes an isolated root from ~1e-6 to the
