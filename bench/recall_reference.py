@@ -29,6 +29,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -81,7 +82,7 @@ def index_of(pop: Population, m: int, points: Tensor) -> list[int]:
 
 
 def compare_shard(store: RunStore, shard: str, args: argparse.Namespace) -> dict[str, object]:
-    def field(row: object, name: str) -> object:  # catalog rows: dicts (older stores) or MemberRow
+    def field(row: Any, name: str) -> Any:  # catalog rows: dicts (older stores) or MemberRow
         return row[name] if isinstance(row, dict) else getattr(row, name)
 
     idx = sorted(int(field(r, "idx")) for r in store.members() if field(r, "shard") == shard and field(r, "passed"))
