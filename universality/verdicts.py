@@ -86,7 +86,7 @@ def proportion_ci(k: int, n: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def mean_ci(scores: Sequence[float], seed: int = 0) -> tuple[float, float]:
+def mean_ci(scores: Sequence[float] | np.ndarray, seed: int = 0) -> tuple[float, float]:
     """95 % interval of the mean of per-network ``scores`` in [0, 1] (e.g. 1-NN scores,
     fractional under ties): percentile bootstrap over networks (``scipy.stats.bootstrap``).
     When every score is equal the bootstrap has no spread to show, and the exact binomial

@@ -143,7 +143,7 @@ def separability_claims(task: str, ids: Sequence[int], geometry: Mapping[str, np
             out.append(too_few(f"geometry_{label}", cond, labels))
             continue
         s = _accuracy(d, labels, n_permutations)
-        verdict = against_threshold(s["ci_low"], s["ci_high"], need, n=len(labels))
+        verdict: Verdict = against_threshold(s["ci_low"], s["ci_high"], need, n=len(labels))
         if verdict == "pass" and s["p_value"] >= ALPHA:
             verdict = "inconclusive"
         others = {m: nearest_neighbor_accuracy(labelled(geometry[m], label)[0], labels)
@@ -175,8 +175,8 @@ def separability_claims(task: str, ids: Sequence[int], geometry: Mapping[str, np
         else:
             s = _accuracy(d, labels, n_permutations)
             bound = s["chance"] + t["topology_margin_over_chance"]
-            verdict: Verdict = ("pass" if s["p_value"] < ALPHA and s["accuracy"] > s["chance"] else
-                                "fail" if s["ci_high"] <= bound else "inconclusive")
+            verdict = ("pass" if s["p_value"] < ALPHA and s["accuracy"] > s["chance"] else
+                       "fail" if s["ci_high"] <= bound else "inconclusive")
             out.append(Claim("dynamics_architecture", task, s["accuracy"], cond, verdict, len(labels), s["ci_low"],
                              s["ci_high"], {"chance": s["chance"], "bound": bound, "p_value": s["p_value"]}))
     return out
@@ -213,7 +213,7 @@ def scaffold_claims(task: str, rows: Sequence[MemberRow], scaffolds: Mapping[int
 
 
 def criteria_rates(task: str, members: Sequence[MemberRow], scaffolds: Mapping[int, dict[str, Any]],
-                   ) -> dict[str, dict[str, float]]:
+                   ) -> dict[str, dict[str, dict[str, float]]]:
     """Per criterion of ``task``'s scaffold: ``{"rate", "ci_low", "ci_high", "n"}`` over the
     passed ``members``."""
     out: dict[str, dict[str, float]] = {}
