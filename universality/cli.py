@@ -91,7 +91,15 @@ def _add_run(sub: Any) -> None:
     r.add_argument("--out", default="runs/quick", help="run directory (default runs/quick)")
     _add_runtime(r)
     r.add_argument("--workers", type=_positive(int), default=None,
-                   help="worker processes, one thread each (default: one per CPU core on cpu, 1 on cuda)")
+                   help="local worker processes, one thread each (default: one per CPU core on cpu, 1 on cuda)")
+    r.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where shards train: local processes, or Ray tasks (pip install 'universality[ray]')")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster: auto or HOST:PORT of its head (default: start a local cluster for the run)")
+    r.add_argument("--cpus-per-shard", type=_positive(float), default=1.0,
+                   help="Ray: CPUs (and torch threads) per shard task (default 1)")
+    r.add_argument("--gpus-per-shard", type=_non_negative_float, default=0.0,
+                   help="Ray: GPUs per shard task, fractions share a GPU (default 0; needs --device cuda)")
 
 
 def _add_analyze(sub: Any) -> None:
@@ -195,12 +203,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    ray = args.backend == "ray"
+    if not ray and (args.address or args.cpus_per_shard != 1.0 or args.gpus_per_shard):
+        raise UsageError("universality run: --address, --cpus-per-shard and --gpus-per-shard need --backend ray")
+    if ray and args.workers:
+        raise UsageError("universality run: --workers is for --backend local (Ray runs as many shards as the "
+                         "cluster's resources allow)")
+    # the Ray driver need not have the workers' device (e.g. no GPU on the head node)
+    device = _parse_device(args.device) if ray else _device(args.device)
+    if args.gpus_per_shard and device.type == "cpu":
+        raise UsageError("universality run: --gpus-per-shard needs --device cuda")
     try:
         preset = load_preset(args.preset)
         RunStore.create(args.out)
     except (ValueError, RunError) as err:
         raise UsageError(f"universality run: {err}") from None
+    if ray:
+        return _run_on_ray(args, preset, device)
     bars: list[Any] = []
 
     def on_shard(shard: Shard, index: int, total: int, skipped: bool) -> Progress | None:
@@ -228,7 +247,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         for bar in [*bars, analysis]:
             bar.close()
-    store = RunStore(args.out)
+    return _summary(RunStore(args.out), report)
+
+
+def _parse_device(name: str) -> torch.device:
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise UsageError(f"universality: bad device {name!r} ({err})") from None
+
+
+def _run_on_ray(args: argparse.Namespace, preset: Preset, device: torch.device) -> int:
+    """``run --backend ray``: one progress bar over the preset's shards; ``-v`` logs which
+    node ran which job."""
+    from .benchmark.ray_backend import ClusterError, RayBackend
+
+    bar = _progress_bar(len(preset.shards()), "shards")
+    bar.unit = "shard"
+    try:
+        with RayBackend(args.address, args.cpus_per_shard, args.gpus_per_shard) as backend:
+            report = run_preset(preset, args.out, device, backend=backend, on_step=bar.set_description,
+                                on_done=lambda _: bar.update(1))
+    except ClusterError as err:
+        raise UsageError(f"universality run: {err}") from None
+    finally:
+        bar.close()
+    return _summary(RunStore(args.out), report)
+
+
+def _summary(store: RunStore, report: Path) -> int:
     print_pass_rates(store.members())
     print()
     print_claims(json.loads((report.parent / "claims.json").read_text()))

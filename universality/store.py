@@ -242,9 +242,12 @@ class RunStore:
 
     # ------------------------------------------------------------------ writing
     def save_population(self, shard: str, population: Population, train_config: dict[str, Any],
-                        result: TrainResult, device: str | torch.device = "cpu") -> None:
+                        result: TrainResult, device: str | torch.device = "cpu",
+                        origin: dict[str, Any] | None = None) -> None:
         """Store a trained shard: weights (with their SHA-256), one member row per member
-        from ``result`` and provenance (replaces a shard of the same name)."""
+        from ``result`` and provenance (replaces a shard of the same name). ``origin``: the
+        provenance of a shard trained elsewhere (another process or node), recorded instead
+        of this process's."""
         if not shard.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"shard name {shard!r} must be alphanumeric with - or _")
         if len(result.status) != len(population):
@@ -253,7 +256,7 @@ class RunStore:
         spec = cell_spec(population.cell)
         full_config = {"task": task_config, "cell": spec, "hidden": population.hidden_size,
                        "train": train_config, "members": [m.as_dict() for m in population.members]}
-        prov = provenance(device, train_config.get("seed"))
+        prov = origin if origin is not None else provenance(device, train_config.get("seed"))
         restarts = result.restarts or [0] * len(population)  # empty: not recorded
         # A fresh file name per save: the catalog switches to it in one transaction, so the
         # weights and the rows describing them always change together.

@@ -1,4 +1,14 @@
-"""``universality run``: train every shard of a preset, analyse, report (resumable)."""
+"""``universality run``: train every shard of a preset, analyse, report (resumable).
+
+One writer: only the driver (the process running :func:`run_preset`) writes the catalog
+and the run directory. Worker processes, local (``--workers N``) or on a Ray cluster
+(:mod:`.ray_backend`), run the same two jobs, :func:`train_to_bytes` and
+:func:`analyse_to_bytes`, which take and return plain data (safetensors bytes, member
+tables) and touch no shared file; :func:`run_jobs` hands them out through a ``submit``
+function and writes what they return (:func:`write_trained`, :func:`write_analysis`),
+trained shards in preset order so that member ids, and with them every result, do not
+depend on which worker finished first.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +16,24 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import platform
+import sys
+import tempfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 
-from ..cells import Cell, make_cell
-from ..population import Population
-from ..store import RunError, RunStore
-from ..tasks import make_task
+from ..cells import Cell, ModuleCell, make_cell
+from ..io import sha256
+from ..population import Member, Population
+from ..store import MemberRow, RunError, RunStore, cell_from_spec, cell_spec, provenance
+from ..tasks import make_task, task_from_config
 from ..training import Progress, TrainConfig, TrainResult, train
 from .analyze import AnalysisConfig, Step, analyze_run, analyze_shard
 from .presets import Preset, Shard
@@ -26,12 +44,16 @@ log = logging.getLogger(__name__)
 #: Called once per shard: (shard, index, total, skipped) -> a per-step progress callback or None.
 ShardProgress = Callable[[Shard, int, int, bool], Progress | None]
 
+#: The per-shard analysis files, ``analysis/<kind>/<shard>.safetensors``.
+SHARD_ANALYSES = ("states", "fixed_points", "scaffold")
 
-def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.device,
-                progress: Progress | None = None, cell: Cell | None = None) -> tuple[Population, TrainResult]:
+
+def train_population(preset: Preset, shard: Shard, device: torch.device, progress: Progress | None = None,
+                     cell: Cell | None = None) -> tuple[Population, TrainResult, dict[str, Any]]:
     """Train one shard of ``preset`` (members: l2 x seeds, plus further rounds of fresh
-    seeds while fewer than ``preset.min_passed`` passed) and save it in ``store``;
-    ``cell`` overrides the built-in cell named by the shard (e.g. a user's ModuleCell)."""
+    seeds while fewer than ``preset.min_passed`` passed); ``cell`` overrides the built-in
+    cell named by the shard (e.g. a user's ModuleCell). Returns the population (params
+    ``[P, ...]``), its per-member result and the train config to record. Writes nothing."""
     task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
     config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size, extend_steps=preset.extend_steps)
     cell = cell or make_cell(shard.arch, shard.activation)
@@ -49,9 +71,16 @@ def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.dev
         pops.append(pop)
     pop = Population.concat(pops)
     result = _concat_results(results)
-    store.save_population(shard.name, pop, {**config.as_dict(), "preset": preset.name}, result, device=device)
     log.info("%s: %d/%d passed in %d round(s), %.1fs", shard.name, sum(result.passed), len(pop), len(results),
              result.seconds)
+    return pop, result, {**config.as_dict(), "preset": preset.name}
+
+
+def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.device,
+                progress: Progress | None = None, cell: Cell | None = None) -> tuple[Population, TrainResult]:
+    """Train one shard in this process (:func:`train_population`) and save it in ``store``."""
+    pop, result, config = train_population(preset, shard, device, progress, cell)
+    store.save_population(shard.name, pop, config, result, device=device)
     return pop, result
 
 
@@ -73,16 +102,278 @@ def default_workers(device: torch.device) -> int:
     return max(1, os.cpu_count() or 1) if device.type == "cpu" else 1
 
 
-def _train_worker(path: str, preset: Preset, shard: Shard, device: str) -> str:
-    torch.set_num_threads(1)
-    train_shard(RunStore(path), preset, shard, torch.device(device))
-    return f"trained {shard.name}"
+def where() -> dict[str, Any]:
+    """Which machine and process runs this: ``host``, ``pid`` and, inside a Ray task,
+    the Ray ``node`` id and ``node_ip`` (Ray is looked up, never imported, here)."""
+    out: dict[str, Any] = {"host": platform.node(), "pid": os.getpid()}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        out["node"] = ray.get_runtime_context().get_node_id()
+        out["node_ip"] = ray.util.get_node_ip_address()
+    return out
 
 
-def _analyze_worker(path: str, shard: str, config: AnalysisConfig, device: str) -> str:
-    torch.set_num_threads(1)
-    analyze_shard(RunStore(path), shard, config, device)
-    return f"analysed {shard}"
+def describe(origin: dict[str, Any]) -> str:
+    """``host`` (``node_ip``, node ``abcd1234``) pid ``N``: where a job ran, for the log."""
+    node = f" ({origin['node_ip']}, node {origin['node'][:8]})" if "node" in origin else ""
+    return f"{origin.get('host', '?')}{node} pid {origin.get('pid', '?')}"
+
+
+def population_from_bytes(cell: str, task_config: dict[str, Any], hidden: int, members: list[Member],
+                          weights: bytes) -> Population:
+    """Rebuild a population from a cell spec, a task config and safetensors ``weights``
+    (the stacked params ``[P, ...]``), as :meth:`RunStore.load_population` does from files."""
+    task = task_from_config(task_config)
+    built = cell_from_spec(cell)
+    if isinstance(built, ModuleCell):
+        built.init_params(task.input_size, hidden, torch.Generator().manual_seed(0))
+    return Population(built, task, hidden, members, load_bytes(weights))
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Train ``shard`` of ``preset`` on ``device`` with ``threads`` torch threads."""
+
+    preset: Preset
+    shard: Shard
+    device: str
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class TrainedShard:
+    """A trained shard as plain data: ``weights`` are the safetensors bytes of the stacked
+    params ``[P, ...]``, ``members`` and ``result`` have P entries, ``origin`` is the
+    provenance (with :func:`where` it ran) that the catalog records."""
+
+    shard: str
+    cell: str
+    task_config: dict[str, Any]
+    hidden: int
+    members: list[Member]
+    weights: bytes
+    result: TrainResult
+    train_config: dict[str, Any]
+    origin: dict[str, Any]
+
+    def population(self) -> Population:
+        return population_from_bytes(self.cell, self.task_config, self.hidden, self.members, self.weights)
+
+
+def train_to_bytes(job: TrainJob) -> TrainedShard:
+    """Worker job: train one shard (:func:`train_population`) into a :class:`TrainedShard`."""
+    torch.set_num_threads(job.threads)
+    device = torch.device(job.device)
+    pop, result, config = train_population(job.preset, job.shard, device)
+    weights = save_bytes({k: v.detach().contiguous().cpu() for k, v in pop.params.items()})
+    return TrainedShard(job.shard.name, cell_spec(pop.cell), pop.task.config(), pop.hidden_size, pop.members,
+                        weights, result, config, {**provenance(device, config.get("seed")), **where()})
+
+
+def write_trained(store: RunStore, trained: TrainedShard) -> None:
+    """Driver: save a shard trained elsewhere, with the provenance of where it ran."""
+    store.save_population(trained.shard, trained.population(), trained.train_config, trained.result,
+                          origin=trained.origin)
+
+
+@dataclass(frozen=True)
+class AnalysisJob:
+    """Analyse one stored shard: its catalog row (``config_hash``, cell, task config,
+    hidden size, train config), its member ``rows`` (P), its ``weights`` (safetensors bytes
+    of ``[P, ...]``) and ``files``, its analysis files that are intact in the run
+    (``analysis/<kind>/<shard>.safetensors`` -> bytes), which are reused where current."""
+
+    shard: str
+    config_hash: str
+    cell: str
+    task_config: dict[str, Any]
+    hidden: int
+    train_config: dict[str, Any]
+    rows: list[MemberRow]
+    weights: bytes
+    files: dict[str, bytes]
+    config: AnalysisConfig
+    device: str
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class AnalysedShard:
+    """A shard's new or changed analysis files (relative path -> safetensors bytes)."""
+
+    shard: str
+    files: dict[str, bytes]
+    origin: dict[str, Any]
+
+
+def analyse_to_bytes(job: AnalysisJob) -> AnalysedShard:
+    """Worker job: the shard's probe states, fixed points and scaffolds, computed by
+    :func:`~.analyze.analyze_shard` in a private scratch run that holds only this shard
+    (weights, member rows, reusable files), so nothing shared is written."""
+    torch.set_num_threads(job.threads)
+    with tempfile.TemporaryDirectory(prefix="universality-analyse-") as tmp:
+        scratch = RunStore.create(Path(tmp) / "run")
+        pop = population_from_bytes(job.cell, job.task_config, job.hidden, [r.spec() for r in job.rows], job.weights)
+        rows, nan = job.rows, float("nan")
+        result = TrainResult(status=[r.status for r in rows], loss=[nan if r.loss is None else r.loss for r in rows],
+                             score=[nan if r.score is None else r.score for r in rows],
+                             passed=[r.passed for r in rows], steps=[r.steps for r in rows], seconds=0.0,
+                             restarts=[r.restarts for r in rows])
+        scratch.save_population(job.shard, pop, job.train_config, result)
+        if scratch.shard_info(job.shard)["config_hash"] != job.config_hash:
+            raise RunError(f"shard {job.shard}: rebuilt in the worker with another config hash than the catalog's")
+        for rel, data in job.files.items():
+            _write_bytes(scratch, scratch.path / rel, data)
+        analyze_shard(scratch, job.shard, job.config, job.device)
+        files = {}
+        for kind in SHARD_ANALYSES:
+            rel = f"analysis/{kind}/{job.shard}.safetensors"
+            data = (scratch.path / rel).read_bytes()
+            if job.files.get(rel) != data:
+                files[rel] = data
+    return AnalysedShard(job.shard, files, where())
+
+
+def _write_bytes(store: RunStore, path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in the run atomically (temp file, fsync, rename) and
+    record its SHA-256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    store.record_file(path, sha256(data))
+
+
+def write_analysis(store: RunStore, analysed: AnalysedShard) -> None:
+    """Driver: write a shard's analysis files (in the order the analysis made them:
+    states, fixed points, scaffold) and record their checksums."""
+    for rel, data in analysed.files.items():
+        _write_bytes(store, store.path / rel, data)
+
+
+class _Stale(Exception):
+    pass
+
+
+def analysis_current(store: RunStore, shard: str, config: AnalysisConfig) -> bool:
+    """Whether the shard's analysis files are all current and intact: asks
+    :func:`~.analyze.analyze_shard` itself, whose cache check announces each file it would
+    recompute (through ``on_step``) before computing it; nothing is computed."""
+
+    def stale(what: str) -> None:
+        raise _Stale(what)
+
+    try:
+        analyze_shard(store, shard, config, "cpu", on_step=stale)
+    except _Stale:
+        return False
+    return True
+
+
+def analysis_job(store: RunStore, shard: str, config: AnalysisConfig, device: str, threads: int = 1) -> AnalysisJob:
+    """The :class:`AnalysisJob` of a stored shard (its weights checked against their SHA-256)."""
+    info = store.shard_info(shard)
+    weights = (store.path / info["file"]).read_bytes()
+    if info["sha256"] is not None and sha256(weights) != info["sha256"]:
+        raise RunError(f"{store.path / info['file']}: checksum mismatch; the run directory is damaged")
+    files = {}
+    for kind in SHARD_ANALYSES:
+        path = store.path / "analysis" / kind / f"{shard}.safetensors"
+        recorded = store.file_checksum(path)
+        if path.is_file() and recorded is not None:
+            data = path.read_bytes()
+            if sha256(data) == recorded:
+                files[path.relative_to(store.path).as_posix()] = data
+    return AnalysisJob(shard, info["config_hash"], info["cell"], info["task_config"], info["hidden"],
+                       info["train_config"], store.members(shard), weights, files, config, device, threads)
+
+
+class Backend(Protocol):
+    """Where worker jobs run (a local process pool or a Ray cluster)."""
+
+    threads: int  # torch threads per job
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
+        """A future of ``fn(job)`` run by a worker."""
+        ...
+
+
+class LocalBackend:
+    """``workers`` single-threaded spawned processes on this machine."""
+
+    threads = 1
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalBackend:
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._pool is not None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
+        assert self._pool is not None, "use LocalBackend as a context manager"
+        return self._pool.submit(fn, job)
+
+
+def run_jobs(store: RunStore, preset: Preset, done: set[str], config: AnalysisConfig, device: str,
+             backend: Backend, on_step: Step | None = None, on_done: Step | None = None) -> None:
+    """Driver loop: train the preset's shards not in ``done`` and analyse every shard whose
+    analysis is not current, as jobs on ``backend``; write each result as it arrives
+    (trained shards in preset order, each analysed once written). ``on_step`` gets a line
+    per finished job (and where it ran), ``on_done`` each shard's name once it is trained
+    and analysed."""
+    shards = [s.name for s in preset.shards()]
+    order = [s for s in preset.shards() if s.name not in done]
+    pending: dict[Future[Any], tuple[str, str]] = {}
+    arrived: dict[str, TrainedShard] = {}
+
+    def report(line: str) -> None:
+        log.info(line)
+        if on_step:
+            on_step(line)
+
+    def analyse(shard: str) -> None:
+        if analysis_current(store, shard, config):
+            if on_done:
+                on_done(shard)
+            return
+        pending[backend.submit(analyse_to_bytes, analysis_job(store, shard, config, device, backend.threads))] = (
+            "analyse", shard)
+
+    for s in order:
+        pending[backend.submit(train_to_bytes, TrainJob(preset, s, device, backend.threads))] = ("train", s.name)
+    for name in shards:
+        if name in done:
+            analyse(name)
+    try:
+        while pending:
+            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in ready:
+                kind, shard = pending.pop(future)
+                if kind == "train":
+                    arrived[shard] = future.result()
+                    while order and order[0].name in arrived:
+                        trained = arrived.pop(order.pop(0).name)
+                        write_trained(store, trained)
+                        report(f"trained {trained.shard} on {describe(trained.origin)}")
+                        analyse(trained.shard)
+                else:
+                    analysed = future.result()
+                    write_analysis(store, analysed)
+                    report(f"analysed {shard} on {describe(analysed.origin)}")
+                    if on_done:
+                        on_done(shard)
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def repair_plan(store: RunStore, preset: Preset) -> set[str]:
@@ -108,32 +399,30 @@ def repair_plan(store: RunStore, preset: Preset) -> set[str]:
 
 
 def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None,
-               on_step: Step | None = None, workers: int | None = None) -> Path:
+               on_step: Step | None = None, workers: int | None = None, backend: Backend | None = None,
+               on_done: Step | None = None) -> Path:
     """Train every shard of ``preset`` not yet stored in ``out``, analyse what is not yet
     analysed, evaluate the claims and write the report; return the report's path.
 
-    With ``workers > 1`` (default: :func:`default_workers`) shards are trained and
-    analysed in that many single-threaded worker processes; ``on_step`` then reports each
-    finished shard instead of ``on_shard``'s per-step progress."""
+    Shards are trained and analysed as jobs (:func:`run_jobs`) on ``backend`` (e.g. a
+    :class:`~.ray_backend.RayBackend`) or, without one and with ``workers > 1`` (default:
+    :func:`default_workers`), in that many single-threaded local processes; ``on_step``
+    then reports each finished job and ``on_done`` each finished shard, instead of
+    ``on_shard``'s per-step progress in this process. Per-task geometry, topology, claims
+    and report run here after them."""
     store = RunStore.create(out)
     workers = default_workers(device) if workers is None else workers
     shards = preset.shards()
     damaged = repair_plan(store, preset)
     done = set(store.shards()) - damaged
     config = analysis_config(preset)
-    todo = [s for s in shards if s.name not in done]
+    if backend is not None:
+        run_jobs(store, preset, done, config, str(device), backend, on_step, on_done)
+        analyze_run(store, config, "cpu", on_step, shards_done=True)
+        return write_report(store)
     if workers > 1 and len(shards) > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [pool.submit(_train_worker, str(store.path), preset, s, str(device)) for s in todo]
-            for job in as_completed(jobs):
-                message = job.result()
-                if on_step:
-                    on_step(message)
-            jobs = [pool.submit(_analyze_worker, str(store.path), s.name, config, str(device)) for s in shards]
-            for job in as_completed(jobs):
-                message = job.result()
-                if on_step:
-                    on_step(message)
+        with LocalBackend(workers) as local:
+            run_jobs(store, preset, done, config, str(device), local, on_step, on_done)
         analyze_run(store, config, device, on_step, shards_done=True)
         return write_report(store)
     for i, shard in enumerate(shards):

@@ -1,0 +1,120 @@
+"""``universality run --backend ray``: shards as Ray tasks (``pip install "universality[ray]"``).
+
+The driver (this process) connects to a Ray cluster, or with no address starts a local
+one on the loopback interface for the run and stops it after. Each shard's training and
+per-shard analysis are Ray tasks (:func:`~.pipeline.train_to_bytes`,
+:func:`~.pipeline.analyse_to_bytes`) asking for ``cpus_per_shard`` CPUs and
+``gpus_per_shard`` GPUs; they take and return plain data (safetensors bytes) through
+Ray's object store, so the nodes share no filesystem and only the driver writes the run
+(:func:`~.pipeline.run_jobs`). A task whose worker process or node dies is run again by
+Ray (``max_retries``); since workers write nothing, a retried shard is stored once.
+
+Ray is imported here, lazily, and nowhere else in the package.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from ..io import RunError
+
+log = logging.getLogger(__name__)
+
+#: Set before Ray is imported, it makes a local cluster advertise and bind 127.0.0.1 only.
+_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+class ClusterError(RunError):
+    """The Ray cluster cannot be reached or cannot run a shard (one line, exit 2)."""
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse within ``timeout`` seconds a ``HOST:PORT`` nobody listens on (Ray itself
+    would retry for a minute or more)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"Ray address {address!r}: expected auto or HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ClusterError(f"no Ray cluster at {address} ({err.strerror or err})") from None
+
+
+class RayBackend:
+    """A Ray cluster as a :class:`~.pipeline.Backend`: ``with RayBackend(address) as b``
+    connects (``address`` ``auto`` or ``HOST:PORT``; None starts a local cluster) and
+    checks that some node offers ``cpus_per_shard`` CPUs and ``gpus_per_shard`` GPUs;
+    leaving it disconnects (and stops a cluster it started)."""
+
+    def __init__(self, address: str | None = None, cpus_per_shard: float = 1.0, gpus_per_shard: float = 0.0,
+                 max_retries: int = 3, connect_timeout: float = 5.0) -> None:
+        if cpus_per_shard <= 0 or gpus_per_shard < 0:
+            raise ClusterError("--cpus-per-shard must be > 0 and --gpus-per-shard >= 0")
+        self.address = address
+        self.cpus = cpus_per_shard
+        self.gpus = gpus_per_shard
+        self.max_retries = max_retries
+        self.connect_timeout = connect_timeout
+        # torch threads per task: the whole CPUs it holds, at least one
+        self.threads = max(1, math.floor(cpus_per_shard))
+        self._remotes: dict[Callable[[Any], Any], Any] = {}
+        self._ray: Any = None
+
+    def __enter__(self) -> RayBackend:
+        if self.address is None or (self.address != "auto" and _loopback(self.address.rpartition(":")[0])):
+            os.environ.setdefault(_LOOPBACK_ONLY, "0")
+        if self.address not in (None, "auto"):
+            check_reachable(self.address, self.connect_timeout)
+        try:
+            import ray
+        except ImportError:
+            raise ClusterError('--backend ray needs Ray: pip install "universality[ray]"') from None
+        self._ray = ray
+        where = self.address or "a local cluster"
+        try:
+            if self.address is None:
+                ray.init(include_dashboard=False, logging_level=logging.WARNING)
+            else:
+                ray.init(address=self.address, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ClusterError(f"cannot connect to the Ray cluster at {where} ({str(err).splitlines()[0]})") from None
+        try:
+            self._check_resources(where)
+        except BaseException:
+            ray.shutdown()
+            raise
+        return self
+
+    def _check_resources(self, where: str) -> None:
+        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
+        fits = [r for r in nodes if r.get("CPU", 0) >= self.cpus and r.get("GPU", 0) >= self.gpus]
+        total_cpus = sum(r.get("CPU", 0) for r in nodes)
+        total_gpus = sum(r.get("GPU", 0) for r in nodes)
+        if not fits:
+            largest: dict[str, float] = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+            raise ClusterError(f"no node of the Ray cluster at {where} has {self.cpus:g} CPU(s) and {self.gpus:g} "
+                               f"GPU(s) for a shard (largest: {largest.get('CPU', 0):g} CPU(s), "
+                               f"{largest.get('GPU', 0):g} GPU(s))")
+        log.info("Ray cluster at %s: %d node(s), %g CPUs, %g GPUs; %g CPU(s) and %g GPU(s) per shard", where,
+                 len(nodes), total_cpus, total_gpus, self.cpus, self.gpus)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ray is not None:
+            self._ray.shutdown()
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
+        """Run ``fn(job)`` as a Ray task (named after ``fn``) with the shard's resources."""
+        if fn not in self._remotes:
+            self._remotes[fn] = self._ray.remote(fn).options(num_cpus=self.cpus, num_gpus=self.gpus,
+                                                           max_retries=self.max_retries)
+        return self._remotes[fn].remote(job).future()  # type: ignore[no-any-return]
