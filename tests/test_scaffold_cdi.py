@@ -135,10 +135,10 @@ def test_straight_line_attractor_is_canonical():
         assert n[f"selection_sign_ctx{c}"] == 1
         assert n[f"modes_90_ctx{c}"] == 1
     np.testing.assert_allclose(n["spectrum"], [1.0, 0.5, 0.3], atol=1e-12)
-    # topology per context: line present, one-dimensional, tangent slow, selection +1, 1 slow mode of 4
-    np.testing.assert_allclose(sc.topology, [1, 1, 1, 1, 0.25] * 2)
-    # dynamics per context: |lambda_1|, |lambda_2|, log10 ratio (clipped at 2) / 4, modes_90 / 10
-    np.testing.assert_allclose(sc.dynamics, [1.0, 0.5, 0.5, 0.1] * 2, atol=1e-12)
+    # topology per context: line present, one-dimensional, tangent slow, selection +1
+    np.testing.assert_allclose(sc.topology, [1, 1, 1, 1] * 2)
+    # dynamics per context: |lambda_1|, |lambda_2|, log10 ratio (clipped at 2) / 4, modes_90 / 10, 1 slow mode of 4
+    np.testing.assert_allclose(sc.dynamics, [1.0, 0.5, 0.5, 0.1, 0.25] * 2, atol=1e-12)
 
 
 def test_curved_line_attractor_is_one_dimensional_where_pc1_is_not():
@@ -338,7 +338,7 @@ def test_signatures_are_nan_free_and_one_length():
     assert [s.canonical for s in result] == [True, False]  # member order kept
     assert result[1].numbers["top_eig"] == pytest.approx(0.8)
     for sc in result:
-        assert sc.topology.shape == (10,) and sc.dynamics.shape == (8,)
+        assert sc.topology.shape == (8,) and sc.dynamics.shape == (10,)
         assert np.isfinite(sc.topology).all() and np.isfinite(sc.dynamics).all()
         # topology is discrete: flags, signs and capped counts in quarters
         assert np.all(np.isin(sc.topology, [-1, 0, 0.25, 0.5, 0.75, 1]))

@@ -88,8 +88,13 @@ def summary(record: ExportRecord, date: str, claims: list[Claim], previous: list
     for key in dict.fromkeys(c.claim for c in claims):
         rows = [c for c in claims if c.claim == key]
         said, shown = STATEMENTS.get(key, (key, ""))
-        verdicts = ", ".join(f"{c.group} {c.verdict.upper()}" for c in rows if c.group in ("all",) or len(rows) <= 3)
-        verdicts = verdicts or ", ".join(f"{c.group} {c.verdict.upper()}" for c in rows)
+        if len(rows) <= 3:
+            verdicts = ", ".join(f"{c.group} {c.verdict.upper()}" for c in rows)
+        else:  # a pooled row and its groups
+            groups = [c.verdict for c in rows if c.group != "all"]
+            counts = ", ".join(f"{groups.count(v)} {v}" for v in ("pass", "fail", "inconclusive"))
+            verdicts = ", ".join(f"{c.group} {c.verdict.upper()}" for c in rows if c.group == "all")
+            verdicts += f" (groups: {counts})"
         lines += [f"* **{key}**: {said} Verdict: {verdicts}.", f"  {shown}"]
     lines += ["", *claims_table(claims)]
     if previous is not None:

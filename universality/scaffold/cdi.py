@@ -106,7 +106,7 @@ CURVE_DEGREE = 3
 MIN_DISTINCT = 2 * (CURVE_DEGREE + 1)
 #: ``modes_90`` enters the dynamics signature capped at this many modes, divided by it.
 MODES_CAP = 10
-#: The number of slow modes enters the topology signature capped at this, divided by it.
+#: The number of slow modes enters the dynamics signature capped at this, divided by it.
 SLOW_CAP = 4
 _FLOOR = 1e-12  # |1 - lambda| below which g = T; smallest denominators
 
@@ -486,16 +486,17 @@ def _scaffold(stats: Mapping[str, Tensor], i: int) -> Scaffold:
         value
         for c in ctx
         for value in (float(flags[c]["present"]), float(flags[c]["one_dimensional"]),
-                      float(flags[c]["slow_tangent"]), float(flags[c]["selection_sign"]),
-                      capped(round(per["n_slow"][c]) if per["n_slow"][c] == per["n_slow"][c] else math.nan,
-                             SLOW_CAP))
+                      float(flags[c]["slow_tangent"]), float(flags[c]["selection_sign"]))
     ])
     ratio = np.asarray(per["selection_ratio"], dtype=np.float64)
     log_ratio = np.clip(np.log10(np.maximum(ratio, 1e-300)), -2, 2) / 4
+    # the number of slow modes is a count of eigenvalues near 1: linear dynamics (the paper's
+    # Fig. 3e/f difference between architectures), so it belongs here, not in the topology
     dynamics = np.array([
         value
         for c in ctx
-        for value in (per["top_eig"][c], per["second_eig"][c], log_ratio[c], capped(per["modes_90"][c], MODES_CAP))
+        for value in (per["top_eig"][c], per["second_eig"][c], log_ratio[c], capped(per["modes_90"][c], MODES_CAP),
+                      capped(per["n_slow"][c], SLOW_CAP))
     ])
     # a context without kept points has no linearisation: its entries are 0 (documented fill)
     return Scaffold("cdi", canonical, criteria, numbers, topology, np.nan_to_num(dynamics, nan=0.0))
