@@ -38,16 +38,30 @@ def _loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+#: The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS)
+#: answers with a SETTINGS frame (frame type 4).
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Refuse within ``timeout`` seconds a ``HOST:PORT`` nobody listens on (Ray itself
-    would retry for a minute or more)."""
+    """Refuse within about ``timeout`` seconds a ``HOST:PORT`` where no gRPC server (Ray's
+    GCS) answers: nobody listening, an unknown host, or another kind of server (Ray
+    itself would retry for minutes). Skipped under ``RAY_USE_TLS``, whose handshake
+    comes first."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         raise ClusterError(f"Ray address {address!r}: expected auto or HOST:PORT")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            if os.environ.get("RAY_USE_TLS", "0") not in ("0", "", "false"):
+                return
+            sock.settimeout(timeout)
+            sock.sendall(_HTTP2_HELLO)
+            header = sock.recv(9)
     except OSError as err:
         raise ClusterError(f"no Ray cluster at {address} ({err.strerror or err})") from None
+    if len(header) < 4 or header[3] != 4:
+        raise ClusterError(f"no Ray cluster at {address} (something else listens there: not a Ray head's GCS port)")
 
 
 class RayBackend:
