@@ -108,7 +108,7 @@ def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path)
     fps = load_fixed_points(store, "ff")
     assert fps.n_members == 3 and not fps.mask[1].any() and fps.status_counts[1].sum() == 0
     alone = find_fixed_points(store.load_population("ff").select([0, 2]),
-                              config=analysis.fixed_point_config(1))
+                              config=analysis.fixed_point_config("flipflop", 1))
     for name in ("points", "mask", "residual", "index"):
         torch.testing.assert_close(getattr(fps.select([0, 2]), name), getattr(alone, name))
     numbers, tensors = load_scaffolds(store, "ff")

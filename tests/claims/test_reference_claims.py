@@ -86,7 +86,7 @@ def test_reanalysing_a_stored_member_reproduces_its_scaffold(row):
     info = STORE.shard_info(row.shard)
     task = task_from_config(info["task_config"])
     pop = STORE.load_population(row.shard).select([row.idx])
-    config = analysis_config(PRESETS["reference"]).fixed_point_config(len(task.conditions()))
+    config = analysis_config(PRESETS["reference"]).fixed_point_config(row.task, len(task.conditions()))
     (scaffold,) = SCAFFOLDS[row.task].compute(pop, find_fixed_points(pop, config=config))
     numbers, tensors = load_scaffolds(STORE, row.shard)
     where = f"member {row.member} ({row.shard}, idx {row.idx})"

@@ -72,11 +72,13 @@ class AnalysisConfig:
     candidate_budget: int = 1024
     fixed_points: FixedPointConfig = field(default_factory=FixedPointConfig)
 
-    def fixed_point_config(self, n_conditions: int) -> FixedPointConfig:
-        """The fixed-point settings for a task with ``n_conditions`` conditions: the
+    def fixed_point_config(self, task: str, n_conditions: int) -> FixedPointConfig:
+        """The fixed-point settings for ``task`` with ``n_conditions`` conditions: the
         per-member ``candidate_budget`` is split evenly over them, at least 16 each (the
-        sine task's 51 inputs have one point each; the flip-flop's single input has 27)."""
-        return replace(self.fixed_points, n_initial=max(16, self.candidate_budget // n_conditions))
+        sine task's 51 inputs have one point each; the flip-flop's single input has 27),
+        and slow points are kept where the task's scaffold reads them."""
+        return replace(self.fixed_points, n_initial=max(16, self.candidate_budget // n_conditions),
+                       include_slow=self.fixed_points.include_slow or SCAFFOLDS[task].slow_points)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,9 +158,7 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
     alive = [r.idx for r in store.members(shard) if r.status != DIVERGED]
     fp_path = root / "fixed_points" / f"{shard}.safetensors"
     n_conditions = len(task_from_config(info["task_config"]).conditions())
-    fp_config = config.fixed_point_config(n_conditions)
-    if SCAFFOLDS[info["task"]].slow_points:
-        fp_config = replace(fp_config, include_slow=True)
+    fp_config = config.fixed_point_config(info["task"], n_conditions)
 
     def fixed_points(source: str) -> None:
         pop = population()
