@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conjugation import conjugate, make_population, to_new, to_old
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
@@ -20,7 +21,7 @@ from universality.cells import make_cell
 from universality.cells.base import Cell
 from universality.dynamics import FixedPointConfig, find_fixed_points
 from universality.geometry import distance as geometry_distance
-from universality.population import Member, Population
+from universality.population import Population
 from universality.scaffold import SCAFFOLDS, FigureContext, distance_matrix, flipflop
 from universality.scaffold.homology import diagram_distance, fingerprint, n_long_lived, persistence
 from universality.tasks import make_task
@@ -47,58 +48,6 @@ class DiagonalTanh(Cell):
         return torch.tanh(params["w"].unsqueeze(1) * state + drive)
 
 
-def to_new(params, h):
-    """g = phi(A h + b), phi(u) = c sinh(u / c): ``h [P, ..., S]`` -> ``[P, ..., S]``."""
-    flat = h.reshape(h.shape[0], -1, h.shape[-1])
-    u = flat @ params["A"].transpose(1, 2) + params["b"].unsqueeze(1)
-    c = params["c_phi"].view(-1, 1, 1)
-    return (c * torch.sinh(u / c)).reshape(h.shape)
-
-
-def to_old(params, g):
-    """The inverse map h = A^-1 (phi^-1(g) - b)."""
-    flat = g.reshape(g.shape[0], -1, g.shape[-1])
-    c = params["c_phi"].view(-1, 1, 1)
-    u = c * torch.asinh(flat / c) - params["b"].unsqueeze(1)
-    return (u @ params["A_inv"].transpose(1, 2)).reshape(g.shape)
-
-
-class Conjugated(Cell):
-    """The inner cell seen through g = phi(A h + b): g' = phi(A F(A^-1(phi^-1(g) - b), x) + b)."""
-
-    def __init__(self, inner: Cell) -> None:
-        super().__init__()
-        self.inner = inner
-        self.arch = inner.arch + "-conjugated"
-
-    def init_params(self, input_size, hidden_size, generator):
-        raise NotImplementedError
-
-    def drive(self, params, x):
-        return self.inner.drive(params, x)
-
-    def recur(self, params, drive, state):
-        return to_new(params, self.inner.recur(params, drive, to_old(params, state)))
-
-
-class ConjugatedPopulation(Population):
-    """Starts from, and reads out through, the change of coordinates, so trials and outputs
-    are unchanged."""
-
-    def initial_state(self, batch_size, dtype=torch.float32):
-        return to_new(self.params, super().initial_state(batch_size, torch.float64)).to(dtype)
-
-    def readout(self, states, params=None):
-        p = self.params if params is None else params
-        return super().readout(to_old(p, states), p)
-
-
-def make_population(cell, task, hidden, params, cls=Population):
-    p = next(iter(params.values())).shape[0]
-    members = [Member(task.name, cell.arch, cell.activation, hidden, 0.0, 1e-3, s) for s in range(p)]
-    return cls(cell, task, hidden, members, params)
-
-
 def bistable(w, readout_bias=0.0):
     """Diagonal-tanh flip-flop population, one member per row of ``w [P, K]``, readout = identity."""
     w = torch.as_tensor(w, dtype=F64)
@@ -116,20 +65,6 @@ def box_states(p, k, n=512, seed=0, half_width=1.2):
 def grid_states(k, levels=(-1.0, -0.1, 0.0, 0.1, 1.0)):
     """Candidates ``[1, 5^k, k]`` on a grid that reaches every fixed point of the bistable units."""
     return torch.tensor(list(itertools.product(levels, repeat=k)), dtype=F64)[None]
-
-
-def conjugate(pop, seed):
-    """``pop`` in random smooth coordinates g = phi(A h + b) (A well conditioned)."""
-    gen = torch.Generator().manual_seed(seed)
-    p, s = len(pop), pop.state_size
-    q1, _ = torch.linalg.qr(torch.randn(p, s, s, generator=gen, dtype=F64))
-    q2, _ = torch.linalg.qr(torch.randn(p, s, s, generator=gen, dtype=F64))
-    scales = torch.linspace(0.5, 2.0, s, dtype=F64)  # condition number 4: well conditioned, clearly anisotropic
-    a = q1 @ torch.diag(scales) @ q2
-    extra = {"A": a, "A_inv": torch.linalg.inv(a), "b": 0.3 * torch.randn(p, s, generator=gen, dtype=F64),
-             "c_phi": 0.5 + torch.rand(p, generator=gen, dtype=F64)}
-    return make_population(Conjugated(pop.cell), pop.task, pop.hidden_size, {**pop.params, **extra},
-                           ConjugatedPopulation)
 
 
 def expected_index_counts(k):

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conjugation import conjugate, make_population, to_new, to_old
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from universality.cells import make_cell
 from universality.cells.base import Cell
 from universality.dynamics import find_fixed_points
 from universality.geometry import distance as geometry_distance
-from universality.population import Member, Population
+from universality.population import Population
 from universality.scaffold import FigureContext, sine
 from universality.tasks import make_task
 
@@ -91,12 +92,6 @@ class OffsetOscillator(Oscillator):
         centre = torch.cat([2 * near, torch.zeros_like(s)], -1)
         uv = centre + spiral(1.2 + 0.3 * near, drive, h[..., :2] - centre)
         return torch.cat([uv, torch.tanh(2 * s) / math.tanh(2.0)], -1)
-
-
-def make_population(cell, task, hidden, params, cls=Population):
-    p = next(iter(params.values())).shape[0]
-    members = [Member(task.name, cell.arch, cell.activation, hidden, 0.0, 1e-3, s) for s in range(p)]
-    return cls(cell, task, hidden, members, params)
 
 
 def oscillator(radii, cell=None, hidden=2, extra=None, task=SINE_TASK):
@@ -293,61 +288,6 @@ def test_bias_is_the_slope_of_relative_error_on_instability():
 
 
 # ---------------------------------------------------------------------- invariances and metrics
-def to_new(params, h):
-    """g = phi(A h + b), phi(u) = c sinh(u / c): ``h [P, ..., S]`` -> ``[P, ..., S]``."""
-    flat = h.reshape(h.shape[0], -1, h.shape[-1])
-    u = flat @ params["A"].transpose(1, 2) + params["b"].unsqueeze(1)
-    c = params["c_phi"].view(-1, 1, 1)
-    return (c * torch.sinh(u / c)).reshape(h.shape)
-
-
-def to_old(params, g):
-    """The inverse map h = A^-1 (phi^-1(g) - b)."""
-    flat = g.reshape(g.shape[0], -1, g.shape[-1])
-    c = params["c_phi"].view(-1, 1, 1)
-    u = c * torch.asinh(flat / c) - params["b"].unsqueeze(1)
-    return (u @ params["A_inv"].transpose(1, 2)).reshape(g.shape)
-
-
-class Conjugated(Cell):
-    """The inner cell seen through g = phi(A h + b): g' = phi(A F(A^-1(phi^-1(g) - b), x) + b)."""
-
-    def __init__(self, inner: Cell) -> None:
-        super().__init__()
-        self.inner = inner
-        self.arch = inner.arch + "-conjugated"
-
-    def init_params(self, input_size, hidden_size, generator):
-        raise NotImplementedError
-
-    def drive(self, params, x):
-        return self.inner.drive(params, x)
-
-    def recur(self, params, drive, state):
-        return to_new(params, self.inner.recur(params, drive, to_old(params, state)))
-
-
-class ConjugatedPopulation(Population):
-    """Reads out through the inverse change of coordinates, so outputs are unchanged."""
-
-    def readout(self, states, params=None):
-        p = self.params if params is None else params
-        return super().readout(to_old(p, states), p)
-
-
-def conjugate(pop, seed):
-    """``pop`` in random smooth coordinates g = phi(A h + b) (A well conditioned)."""
-    gen = torch.Generator().manual_seed(seed)
-    p, s = len(pop), pop.state_size
-    q1, _ = torch.linalg.qr(torch.randn(p, s, s, generator=gen, dtype=F64))
-    q2, _ = torch.linalg.qr(torch.randn(p, s, s, generator=gen, dtype=F64))
-    a = q1 @ torch.diag(torch.linspace(0.5, 2.0, s, dtype=F64)) @ q2  # condition number 4
-    extra = {"A": a, "A_inv": torch.linalg.inv(a), "b": 0.3 * torch.randn(p, s, generator=gen, dtype=F64),
-             "c_phi": 0.5 + torch.rand(p, generator=gen, dtype=F64)}
-    return make_population(Conjugated(pop.cell), pop.task, pop.hidden_size, {**pop.params, **extra},
-                           ConjugatedPopulation)
-
-
 @settings(max_examples=3, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_the_scaffold_is_invariant_to_smooth_changes_of_coordinates_but_geometry_is_not(seed):
