@@ -220,7 +220,7 @@ def test_a_bad_address_or_missing_resources_is_one_line_and_exit_2(cluster, pres
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.startswith("universality")]
     assert len(lines) == 1 and message in lines[0], done.stderr
-    assert not RunStore(tmp_path / "run").shards()
+    assert not (tmp_path / "run").exists()  # a refused run leaves nothing behind
 
 
 def test_ray_options_need_the_ray_backend(tmp_path, capsys):
@@ -228,3 +228,7 @@ def test_ray_options_need_the_ray_backend(tmp_path, capsys):
     assert "need --backend ray" in capsys.readouterr().err
     assert main(["run", "--out", str(tmp_path / "r"), "--backend", "ray", "--workers", "2"]) == 2
     assert "--workers is for --backend local" in capsys.readouterr().err
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("not a run")
+    assert main(["run", "--out", str(tmp_path / "notes"), "--backend", "ray"]) == 2  # refused before any cluster
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "not a run"

@@ -215,7 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("universality run: --gpus-per-shard needs --device cuda")
     try:
         preset = load_preset(args.preset)
-        RunStore.create(args.out)
+        if not ray or Path(args.out).exists():  # a Ray run makes a new directory once the cluster answers
+            RunStore.create(args.out)
     except (ValueError, RunError) as err:
         raise UsageError(f"universality run: {err}") from None
     if ray:
@@ -268,7 +269,7 @@ def _run_on_ray(args: argparse.Namespace, preset: Preset, device: torch.device) 
         with RayBackend(args.address, args.cpus_per_shard, args.gpus_per_shard) as backend:
             report = run_preset(preset, args.out, device, backend=backend, on_step=bar.set_description,
                                 on_done=lambda _: bar.update(1))
-    except ClusterError as err:
+    except (ClusterError, RunError) as err:
         raise UsageError(f"universality run: {err}") from None
     finally:
         bar.close()
