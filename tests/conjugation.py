@@ -1,7 +1,8 @@
-"""Test helpers: a population seen through a smooth change of state coordinates.
+"""Test helpers: a population seen through a change of state coordinates.
 
 ``conjugate(pop, seed)`` returns the same dynamics in coordinates g = phi(A h + b), phi(u)
-= c sinh(u / c), with A well conditioned: a coordinate-free quantity must not change.
+= c sinh(u / c), with A well conditioned; ``permute_gru`` permutes a GRU's hidden units.
+A coordinate-free quantity must not change under either.
 """
 
 import torch
@@ -76,3 +77,12 @@ def conjugate(pop, seed):
              "c_phi": 0.5 + torch.rand(p, generator=gen, dtype=F64)}
     return make_population(Conjugated(pop.cell), pop.task, pop.hidden_size, {**pop.params, **extra},
                            ConjugatedPopulation)
+
+
+def permute_gru(params, perm):
+    """A GRU population's parameters with hidden units permuted by ``perm``."""
+    h = len(perm)
+    rows = torch.cat([perm + g * h for g in range(3)])
+    return {"weight_ih": params["weight_ih"][:, rows], "weight_hh": params["weight_hh"][:, rows][:, :, perm],
+            "bias_ih": params["bias_ih"][:, rows], "bias_hh": params["bias_hh"][:, rows],
+            "readout.weight": params["readout.weight"][:, :, perm], "readout.bias": params["readout.bias"]}

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conjugation import conjugate, make_population, to_new, to_old
+from conjugation import conjugate, make_population, permute_gru, to_new, to_old
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
@@ -347,15 +347,6 @@ def test_flipflop_signatures_are_invariant_to_permuting_bistable_units(perm):
 # ---------------------------------------------------------------------- the registry, every task
 REGISTRY_TASKS = {"flipflop": make_task("flipflop"), "sine": make_task("sine", n_freqs=6), "cdi": make_task("cdi")}
 PERMUTATION = torch.tensor([2, 0, 3, 1])
-
-
-def permute_gru(params, perm):
-    """A GRU population's parameters with hidden units permuted by ``perm``."""
-    h = len(perm)
-    rows = torch.cat([perm + g * h for g in range(3)])
-    return {"weight_ih": params["weight_ih"][:, rows], "weight_hh": params["weight_hh"][:, rows][:, :, perm],
-            "bias_ih": params["bias_ih"][:, rows], "bias_hh": params["bias_hh"][:, rows],
-            "readout.weight": params["readout.weight"][:, :, perm], "readout.bias": params["readout.bias"]}
 
 
 @pytest.fixture(scope="module", params=sorted(SCAFFOLDS))

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conjugation import conjugate, make_population, to_new, to_old
+from conjugation import conjugate, make_population, permute_gru, to_new, to_old
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -308,15 +308,6 @@ def test_the_scaffold_is_invariant_to_smooth_changes_of_coordinates_but_geometry
     torch.testing.assert_close(to_old(new.params, new_states), old_states)  # the same trajectories
     flat = (old_states[0].reshape(-1, 2), new_states[0].reshape(-1, 2))
     assert geometry_distance(*flat, "procrustes") > 0.2
-
-
-def permute_gru(params, perm):
-    """A GRU population's parameters with hidden units permuted by ``perm``."""
-    h = len(perm)
-    rows = torch.cat([perm + g * h for g in range(3)])
-    return {"weight_ih": params["weight_ih"][:, rows], "weight_hh": params["weight_hh"][:, rows][:, :, perm],
-            "bias_ih": params["bias_ih"][:, rows], "bias_hh": params["bias_hh"][:, rows],
-            "readout.weight": params["readout.weight"][:, :, perm], "readout.bias": params["readout.bias"]}
 
 
 @settings(max_examples=3, deadline=None)

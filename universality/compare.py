@@ -23,6 +23,7 @@ __all__ = [
     "mds",
     "nearest_neighbor_accuracy",
     "nearest_neighbor_scores",
+    "nearest_neighbours",
     "nn_permutation_p",
     "permutation_test",
     "separability",
@@ -83,7 +84,7 @@ def nearest_neighbor_scores(distances: Distances, labels: Labels) -> np.ndarray:
     codes, _ = _check_labels(labels, len(d))
     if len(d) < 2:
         raise ValueError("1-NN accuracy needs at least 2 networks")
-    nearest = _nearest(d)
+    nearest = nearest_neighbours(d)
     same = codes[:, None] == codes[None, :]
     return (nearest & same).sum(1) / nearest.sum(1)
 
@@ -95,8 +96,9 @@ def nearest_neighbor_accuracy(distances: Distances, labels: Labels) -> float:
     return float(np.mean(nearest_neighbor_scores(distances, labels)))
 
 
-def _nearest(d: np.ndarray) -> np.ndarray:
+def nearest_neighbours(distances: Distances) -> np.ndarray:
     """``[N, N]`` bool: j is among i's nearest other networks (ties within a relative 1e-12)."""
+    d = _check_distances(distances)
     masked = d + np.diag(np.full(len(d), np.inf))
     return masked <= masked.min(1, keepdims=True) * (1 + 1e-12) + 1e-300
 
@@ -108,7 +110,7 @@ def nn_permutation_p(distances: Distances, labels: Labels, n_permutations: int =
     d = _check_distances(distances)
     codes, n_groups = _check_labels(labels, len(d))
     _check_pairs(codes, n_groups)
-    nearest = _nearest(d)  # label-free
+    nearest = nearest_neighbours(d)  # label-free
     weight = nearest / nearest.sum(1, keepdims=True)
 
     def accuracy(c: np.ndarray, axis: int = -1) -> np.ndarray:  # c [..., N] label codes

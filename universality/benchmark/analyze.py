@@ -189,7 +189,7 @@ def analyze_shard(store: RunStore, shard: str, config: AnalysisConfig = Analysis
             fingerprints[i] = fingerprint(probe[i, ..., : pop.hidden_size], n_points=config.homology_points, seed=i)
         atomic_save_tensors({"topology": _rows(topology), "dynamics": _rows(dynamics),
                              "fingerprints": _rows(fingerprints)},
-                            sc_path, {"source": source, "numbers": json.dumps(numbers, default=_jsonable)})
+                            sc_path, {"source": source, "numbers": json.dumps(numbers, default=jsonable)})
 
     cached(store, sc_path, {"fixed_points": _stamp(fp_path), "states": _stamp(states_path),
                             "homology_points": config.homology_points, "format": SCAFFOLD_FORMAT},
@@ -277,8 +277,8 @@ def _rows(rows: list[np.ndarray | None]) -> Tensor:
     return torch.as_tensor(np.stack([np.full(width, np.nan) if r is None else r for r in rows]), dtype=torch.float64)
 
 
-def _jsonable(value: Any) -> Any:
-    """numpy scalars/arrays in scaffold numbers -> JSON."""
+def jsonable(value: Any) -> Any:
+    """``json.dumps(default=...)``: numpy scalars and arrays (scaffold numbers, claim details) -> JSON."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

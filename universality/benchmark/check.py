@@ -38,12 +38,12 @@ from scipy import stats
 from torch import nn
 
 from ..cells import ModuleCell
-from ..compare import mds
+from ..compare import mds, nearest_neighbours
 from ..geometry import pairwise_distances
 from ..scaffold import SCAFFOLDS, distance_matrix
 from ..store import RunStore
 from ..verdicts import ALPHA, MIN_MEMBERS, Claim, Verdict, against_threshold, fisher_lower_p, mean_ci, proportion_ci
-from .analyze import AnalysisConfig, analyze_run, load_scaffolds, load_states, probe_states
+from .analyze import AnalysisConfig, analyze_run, jsonable, load_scaffolds, load_states, probe_states
 from .claims import THRESHOLDS
 from .pipeline import analysis_config, train_shard
 from .presets import Preset, Shard
@@ -191,19 +191,18 @@ def _criteria(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]]) 
     return out
 
 
-def _own_nearest(d: np.ndarray, is_new: np.ndarray) -> np.ndarray:
+def _own_nearest(nearest: np.ndarray, is_new: np.ndarray) -> np.ndarray:
     """Per new network, the fraction of its nearest other networks (ties by expectation)
-    that are new: ``d [N, N]``, ``is_new [N]`` bool -> ``[n_new]``."""
-    masked = d + np.diag(np.full(len(d), np.inf))
-    nearest = masked <= masked.min(1, keepdims=True) * (1 + 1e-12) + 1e-300
+    that are new: ``nearest [N, N]`` (:func:`~universality.compare.nearest_neighbours`),
+    ``is_new [N]`` bool -> ``[n_new]``."""
     return (nearest & is_new[None, :]).sum(1)[is_new] / nearest.sum(1)[is_new]
 
 
-def _own_p(d: np.ndarray, is_new: np.ndarray, n_permutations: int = 2000) -> float:
+def _own_p(nearest: np.ndarray, is_new: np.ndarray, n_permutations: int = 2000) -> float:
     """Permutation p-value that the new networks are each other's nearest neighbours more
     often than a random set of as many networks (``scipy.stats.permutation_test``)."""
     def statistic(flags: np.ndarray) -> float:
-        return float(_own_nearest(d, flags.astype(bool)).mean())
+        return float(_own_nearest(nearest, flags.astype(bool)).mean())
 
     return float(stats.permutation_test((is_new.astype(np.int64),), statistic, permutation_type="pairings",
                                         n_resamples=n_permutations, alternative="greater",
@@ -230,9 +229,10 @@ def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]],
     for name, d in matrices.items():
         by_arch = {a: float(d[np.ix_(is_new, [r["arch"] == a for r in everyone])].mean())
                    for a in sorted({r["arch"] for r in refs})}
-        scores = _own_nearest(d, is_new)
+        nearest = nearest_neighbours(d)
+        scores = _own_nearest(nearest, is_new)
         low, high = mean_ci(scores)
-        p = _own_p(d, is_new)
+        p = _own_p(nearest, is_new)
         placement = {"chance": chance, "p_value": p, "mean_distance_by_arch": by_arch,
                      "nearest_reference_architecture": min(by_arch, key=by_arch.__getitem__)}
         if name == "geometry":
@@ -311,7 +311,7 @@ def _plot(embedding: np.ndarray, rows: list[dict[str, Any]], n_ref: int, path: P
 
 def _write(store: RunStore, rows: list[Claim], sections: list[str], differences: list[str]) -> None:
     report = store.path / "report"
-    (report / "check.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1, default=_json))
+    (report / "check.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1, default=jsonable))
     lines = ["# Architecture check", ""]
     if differences:
         lines += ["**Not like for like**: the cell was trained with other settings than the reference "
@@ -326,8 +326,3 @@ def _write(store: RunStore, rows: list[Claim], sections: list[str], differences:
     lines += [f"![{p.stem}](figures/{p.name})" for p in sorted((report / "figures").glob("*_placement.png"))]
     (report / "check.md").write_text("\n".join(lines) + "\n")
 
-
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(type(value).__name__)

@@ -20,7 +20,7 @@ from ..compare import mds
 from ..scaffold import SCAFFOLDS, FigureContext
 from ..store import MemberRow, RunStore
 from ..tasks import task_from_config
-from .analyze import load_fixed_points, load_geometry, load_scaffolds, load_states, load_topology
+from .analyze import jsonable, load_fixed_points, load_geometry, load_scaffolds, load_states, load_topology
 from .claims import THRESHOLDS, Claim, criteria_rates, scaffold_claims, separability_claims
 
 TASK_ORDER = ("flipflop", "sine", "cdi")
@@ -64,7 +64,7 @@ def write_report(store: RunStore, n_permutations: int = 1000) -> Path:
     figs.mkdir(parents=True, exist_ok=True)
     rows, scaffolds, tasks = collect(store)
     claims = evaluate(store, n_permutations)
-    (out / "claims.json").write_text(json.dumps([c.as_dict() for c in claims], indent=1, default=_json))
+    (out / "claims.json").write_text(json.dumps([c.as_dict() for c in claims], indent=1, default=jsonable))
 
     lines = ["# Universality benchmark report", "", f"Run directory: `{store.path}`", ""]
     lines += claims_table(claims)
@@ -209,8 +209,3 @@ def _provenance(store: RunStore) -> list[str]:
                      f"{p['device']} | {p['threads']} | {p['date']} |")
     return lines
 
-
-def _json(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(type(value).__name__)
