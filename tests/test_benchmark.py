@@ -7,7 +7,8 @@ import pytest
 
 from universality.benchmark import PRESETS, Preset, load_preset
 from universality.benchmark.claims import scaffold_claims, separability_claims
-from universality.benchmark.reference import ExportRecord, export
+from universality.benchmark.reference import ExportRecord, describe_preset, export
+from universality.benchmark.report import fmt_number
 from universality.cli import main
 from universality.store import MemberRow, RunStore
 
@@ -19,7 +20,9 @@ def test_built_in_presets_cover_the_paper_grid():
         assert set(preset.archs) == {"vanilla", "ugrnn", "gru", "lstm"} and set(preset.activations) == {"tanh", "relu"}
     assert paper.hidden == (64, 128, 256) and paper.l2 == (1e-5, 1e-4, 1e-3, 1e-2) and paper.seeds >= 10
     assert len(paper.shards()) == 3 * 4 * 2 * 3
-    assert PRESETS["reference"].seeds >= 8
+    reference = PRESETS["reference"]  # at the paper's scale: its sizes, at least two of its L2 values
+    assert set(reference.hidden) <= set(paper.hidden) and len(set(reference.l2) & set(paper.l2)) >= 2
+    assert reference.min_passed >= 16 and len(reference.l2) * reference.seeds >= reference.min_passed
 
 
 def test_preset_files_and_their_errors(tmp_path):
@@ -179,7 +182,8 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
 
     # the reference export keeps weights, signatures, matrices and the report, not states
-    record = ExportRecord(command="test", preset={}, wall_seconds=1.0, seconds_since_run_created=2.0, workers=1)
+    record = ExportRecord(command="test", preset=load_preset(str(preset)).as_dict(), wall_seconds=1.0,
+                          seconds_since_run_created=2.0, workers=1)
     exported = export(RunStore(out), tmp_path / "reference", record)
     kept = RunStore(exported / "run")
     assert kept.shards() == RunStore(out).shards() and len(kept.members()) == 4
@@ -192,6 +196,14 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     for c in json.loads((out / "report" / "claims.json").read_text()):  # one table row per claim, from the data
         assert f"| {c['claim']} | {c['group']} |" in summary
     assert main(["verify", str(exported / "run")]) == 0  # the left-out states and fixed points are not damage
+    assert "Against the previous reference" not in summary  # a first export has nothing to compare with
+    # exported again over itself: SUMMARY compares each claim row with the previous export's
+    summary = (export(RunStore(out), tmp_path / "reference", record) / "SUMMARY.md").read_text()
+    described = describe_preset(record.preset)
+    assert f"Previous: {described}. Now: {described}." in summary and "hidden 8" in described
+    for c in json.loads((out / "report" / "claims.json").read_text()):
+        shown = f"{c['verdict'].upper()} ({fmt_number(c['value'])})"
+        assert f"| {c['claim']} | {c['group']} | {shown} | {shown} |" in summary
 
 
 def test_run_rejects_a_bad_preset(tmp_path, capsys):

@@ -62,8 +62,9 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     for damage in kept.damage():  # the analysis files left out (states, fixed points) leave the catalog too
         if damage.kind == "analysis" and damage.problem == "missing":
             kept.forget_file(staging / damage.path)
-    old_claims = target / "report" / "claims.json"
+    old_claims, old_provenance = target / "report" / "claims.json", out / "provenance.json"
     previous = json.loads(old_claims.read_text()) if old_claims.is_file() else None
+    previous_preset = json.loads(old_provenance.read_text()).get("preset") if old_provenance.is_file() else None
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     store = RunStore(target)
@@ -71,15 +72,15 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     full = {**provenance(record.device), **vars(record), "config_hashes": hashes}
     (out / "provenance.json").write_text(json.dumps(full, indent=1, sort_keys=True))
     claims = [Claim.from_dict(c) for c in json.loads((target / "report" / "claims.json").read_text())]
-    (out / "SUMMARY.md").write_text("\n".join(summary(record, full["date"], claims, previous)) + "\n")
+    (out / "SUMMARY.md").write_text("\n".join(summary(record, full["date"], claims, previous, previous_preset)) + "\n")
     return out
 
 
 def summary(record: ExportRecord, date: str, claims: list[Claim], previous: list[dict[str, Any]] | None = None,
-            ) -> list[str]:
+            previous_preset: dict[str, Any] | None = None) -> list[str]:
     """The lines of ``SUMMARY.md``: how the results were produced; each claim in two lines
     (what it tests, what the paper shows) with its verdicts; the claims table; and, given the
-    ``previous`` reference's ``claims.json`` rows, the verdicts that changed."""
+    ``previous`` reference's ``claims.json`` rows (and its preset), the verdicts before and now."""
     lines = ["# Reference results", "",
              f"Produced by `{record.command}` (preset `reference`; this invocation took "
              f"{record.wall_seconds / 60:.1f} min, {record.seconds_since_run_created / 60:.1f} min since the run "
@@ -98,13 +99,20 @@ def summary(record: ExportRecord, date: str, claims: list[Claim], previous: list
         lines += [f"* **{key}**: {said} Verdict: {verdicts}.", f"  {shown}"]
     lines += ["", *claims_table(claims)]
     if previous is not None:
-        lines += changes(previous, claims)
+        lines += changes(previous, claims, record.preset, previous_preset)
     return lines
 
 
-def changes(previous: list[dict[str, Any]], claims: list[Claim]) -> list[str]:
+def describe_preset(preset: dict[str, Any]) -> str:
+    """The population-shaping fields of a preset dict, in words."""
+    return (f"hidden {'/'.join(map(str, preset['hidden']))}, L2 {'/'.join(f'{v:g}' for v in preset['l2'])}, "
+            f"{preset['seeds']} seeds per L2 value, at least {preset.get('min_passed', 0)} passed per group")
+
+
+def changes(previous: list[dict[str, Any]], claims: list[Claim], preset: dict[str, Any] | None = None,
+            previous_preset: dict[str, Any] | None = None) -> list[str]:
     """A table of each claim row's verdict before (``previous`` claims.json rows; old rows
-    without ``verdict`` read ``passed``) and now."""
+    without ``verdict`` read ``passed``) and now; the two presets described above it."""
     def verdict(row: dict[str, Any]) -> str:
         return str(row.get("verdict") or ("pass" if row.get("passed") else "fail"))
 
@@ -113,8 +121,10 @@ def changes(previous: list[dict[str, Any]], claims: list[Claim]) -> list[str]:
 
     old = {(r["claim"], r["group"]): (verdict(r), r.get("value")) for r in previous}
     new = {(c.claim, c.group): (c.verdict, c.value) for c in claims}
-    lines = ["## Against the previous reference", "",
-             "| claim | group | previous verdict (value) | verdict now (value) |", "|---|---|---|---|"]
+    lines = ["## Against the previous reference", ""]
+    if preset and previous_preset:
+        lines += [f"Previous: {describe_preset(previous_preset)}. Now: {describe_preset(preset)}.", ""]
+    lines += ["| claim | group | previous verdict (value) | verdict now (value) |", "|---|---|---|---|"]
     for key in dict.fromkeys([*old, *new]):
         before, now = old.get(key), new.get(key)
         lines.append(f"| {key[0]} | {key[1]} | {shown(before)} | {shown(now)} |")
