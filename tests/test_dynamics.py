@@ -103,6 +103,24 @@ def random_population(arch: str, p: int, hidden: int, seed: int, scale: float = 
 
 
 # ---------------------------------------------------------------------- exact answers
+def test_a_defective_jacobian_is_linearised_with_non_finite_left_eigenvectors():
+    # member 1: A a nilpotent 3x3 Jordan block (one eigenvector for the triple eigenvalue 0:
+    # the eigenvector matrix is exactly singular, as at saturated ReLU LSTM points); member 0
+    # a diagonal A. The search must report both fixed points, not raise.
+    s, i = 3, 3
+    a = torch.stack([torch.diag(torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)),
+                     torch.diag(torch.ones(s - 1, dtype=torch.float64), 1)])
+    params = {"A": a, "B": torch.zeros(2, s, i, dtype=torch.float64), "b": torch.zeros(2, s, dtype=torch.float64)}
+    init = torch.randn(2, 16, s, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fp = find_fixed_points(population(Affine(), s, params), conditions=torch.zeros(1, i), initial_states=init)
+    assert fp.mask.sum(-1).eq(1).all() and fp.fixed[fp.mask].all()
+    assert fp.points[:, 0, 0].abs().max() < 1e-9  # h* = 0 in both
+    eye = torch.eye(s, dtype=torch.complex128)
+    torch.testing.assert_close(fp.left[0, 0, 0] @ fp.right[0, 0, 0], eye)
+    assert fp.left[1, 0, 0].isnan().all() and fp.eigenvalues[1, 0, 0].abs().max() < 1e-12
+    assert fp.index[1, 0, 0] == 0
+
+
 @pytest.mark.parametrize("radius", [0.7, 1.6])
 def test_affine_map_has_the_solved_fixed_point_and_eig_a(radius):
     p, s, i, c = 3, 5, 3, 2

@@ -10,6 +10,7 @@ step, so user cells (``ModuleCell``) get it for free.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable
 
@@ -110,13 +111,17 @@ def eigendecompose(jacobian: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     Returns ``eigenvalues [..., S]`` (complex), ``right [..., S, S]`` whose *columns* are
     right eigenvectors (J v = lambda v, unit norm) and ``left [..., S, S]`` whose *rows*
     are left eigenvectors (w J = lambda w), scaled so that ``left @ right = I``. For a
-    defective J the left eigenvectors are not finite.
+    defective J the left eigenvectors are not finite: huge where the eigenvector matrix is
+    nearly singular, NaN where it is exactly singular (e.g. a nilpotent Jordan block, which
+    saturated ReLU LSTMs produce).
     """
     values, right = torch.linalg.eig(jacobian)
     order = values.abs().argsort(dim=-1, descending=True, stable=True)
     values = values.gather(-1, order)
     right = right.gather(-1, order.unsqueeze(-2).expand_as(right))
-    left = torch.linalg.inv(right)
+    left, info = torch.linalg.inv_ex(right)
+    left = torch.where((info != 0)[..., None, None], torch.full((), complex(math.nan, math.nan), dtype=left.dtype),
+                       left)
     return values, right, left
 
 
