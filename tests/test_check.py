@@ -127,3 +127,23 @@ def test_the_linear_example_cell_fails(setup, monkeypatch, capsys):
     rows = rows_of(setup, "linear")
     assert code == 1 and rows[("flipflop", "trainability")]["verdict"] == "fail", out
     assert all(r["verdict"] in ("pass", "fail", "inconclusive") for r in rows.values())
+
+
+def test_an_out_dir_with_networks_of_other_settings_is_refused(setup, monkeypatch, capsys):
+    # The Forgetful check's directory holds 4 networks of the 16-unit preset; checking again
+    # at 8 units (or with other L2 values) into it would judge both sizes together.
+    check(setup, "Forgetful", monkeypatch, capsys)
+    weights = {p: p.stat().st_mtime_ns for p in (setup / "Forgetful" / "shards").iterdir()}
+    for change in ("hidden = [8]", "l2 = [0.001]"):
+        other = setup / "other.toml"
+        other.write_text(PRESET.replace("hidden = [16]", change) if "hidden" in change else PRESET + change + "\n")
+        capsys.readouterr()
+        code = main(["check", "user_cells:Forgetful", "--preset", str(other), "--reference",
+                     str(setup / "reference"), "--out", str(setup / "Forgetful")])
+        err = capsys.readouterr().err
+        assert code == 2 and "already holds networks trained with other settings" in err, err
+        assert "flipflop-Forgetful-custom-h16" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in (setup / "Forgetful" / "shards").iterdir()} == weights
+    # the same settings again: resumed, not refused
+    code, out = check(setup, "Forgetful", monkeypatch, capsys)
+    assert code == 1 and "already holds" not in out.err

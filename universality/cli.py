@@ -388,7 +388,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError(f"universality check: {err}") from None
     tasks = tuple(args.tasks or preset.tasks)
     out = args.out or f"runs/check-{cell.arch}"
-    rows = check_cell(cell, reference, preset, tasks, out, device)
+    try:
+        rows = check_cell(cell, reference, preset, tasks, out, device)
+    except CheckError as err:
+        raise UsageError(f"universality check: {err}") from None
     print(f"{'task':9} {'check':34} {'value':>7} {'95% CI':>14}  {'verdict':12} reason")
     for r in rows:
         value = "n/a" if r.value != r.value else f"{r.value:.3g}"

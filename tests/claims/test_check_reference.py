@@ -24,8 +24,14 @@ def test_the_worked_example_passes_the_flipflop_claims_at_the_reference_settings
     # memory cube, the scaffold the paper finds universal.
     report = (out / "report" / "check.md").read_text()
     assert "Not like for like" not in report
-    for name in ("trainability", "flipflop_scaffold", "topology_among_reference"):
+    for name in ("trainability", "flipflop_scaffold"):
         assert rows[name]["verdict"] == "pass", (name, rows[name], printed)
+    # Its topology sits among the reference networks': its own networks are each other's
+    # nearest neighbours no more often than chance. With 16 networks the exact interval
+    # (about +-0.18) cannot clear chance + 0.15, so that row may be inconclusive, never fail.
+    topo = rows["topology_among_reference"]
+    assert topo["verdict"] != "fail" and topo["value"] <= topo["detail"]["chance"] + 0.15, (topo, printed)
+    assert topo["detail"]["p_value"] >= 0.01, (topo, printed)
     headline = [c.name for c in SCAFFOLDS["flipflop"].criteria if c.headline]
     assert all(rows[f"criterion {n}"]["verdict"] == "pass" for n in headline), printed
     assert all(r["verdict"] in ("pass", "fail", "inconclusive") and r["detail"].get("reason") for r in rows.values())

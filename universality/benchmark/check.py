@@ -114,6 +114,7 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
     """Train, analyse and judge ``cell`` (see the module docstring); the report goes to
     ``out/report/check.md`` (and ``check.json``) with its figures."""
     store = RunStore.create(out)
+    _refuse_other_settings(store, cell, preset)
     device = torch.device(device)
     for task in tasks:
         shard = Shard(task, cell.arch, "custom", preset.hidden[0])
@@ -132,6 +133,21 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
         sections += _task_section(task, new, refs)
     _write(store, rows, sections, like_for_like(preset, reference, tasks))
     return rows
+
+
+def _refuse_other_settings(store: RunStore, cell: ModuleCell, preset: Preset) -> None:
+    """Raise :class:`CheckError` when ``store`` holds networks that this check would not
+    have trained (another cell, size, preset or L2): they would be judged with the new ones."""
+    for name in store.shards():
+        info, l2 = store.shard_info(name), {r.l2 for r in store.members(name)}
+        task = info["task"]
+        if (name != Shard(task, cell.arch, "custom", preset.hidden[0]).name
+                or info["train_config"].get("preset") != preset.name or not l2 <= set(preset.l2)):
+            raise CheckError(
+                f"{store.path} already holds networks trained with other settings ({name}: preset "
+                f"{info['train_config'].get('preset')!r}, L2 {sorted(l2)}; this check: {cell.arch}, preset "
+                f"{preset.name!r}, hidden {preset.hidden[0]}, L2 {list(preset.l2)}); they would be judged with the "
+                "new ones: pass another --out or remove that directory")
 
 
 # --------------------------------------------------------------------------- rows
