@@ -108,7 +108,7 @@ def test_the_reference_has_holding_claims_and_enough_members():
     for (task, arch, act), members in GROUPS.items():
         passed = [r for r in PASSED if r.member in members]
         want = PRESETS["reference"].min_passed
-        assert len(passed) >= want, f"{task} {arch}/{act}: {len(passed)} passed members, the reference preset wants {want}"
+        assert len(passed) >= want, f"{task} {arch}/{act}: {len(passed)} passed members, the reference wants {want}"
 
 
 @settings(max_examples=5, deadline=None, derandomize=True)
