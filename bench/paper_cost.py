@@ -46,8 +46,7 @@ TASK_SCALE = {"flipflop": 64 / 100, "sine": 1.0, "cdi": 1.0}
 def seconds_per_step(preset: Preset, shard: Shard, short: int, long: int) -> float:
     """Time per training step of ``shard`` (all ``l2 x seeds`` members active), one thread."""
     task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
-    seeds = [s for _ in preset.l2 for s in range(preset.seeds)]
-    l2 = [v for v in preset.l2 for _ in range(preset.seeds)]
+    seeds, l2 = preset.round_members(0)
     wall = []
     for steps in (1, short, long):  # the first, untimed run warms up the kernels
         pop = Population.create(make_cell(shard.arch, shard.activation), task, shard.hidden, seeds, l2=l2,

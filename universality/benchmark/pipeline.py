@@ -62,9 +62,7 @@ def train_population(preset: Preset, shard: Shard, device: torch.device, progres
     for round_ in range(preset.max_rounds):
         if round_ and sum(sum(r.passed) for r in results) >= preset.min_passed:
             break
-        first = preset.first_seed + round_ * preset.seeds
-        seeds = [first + s for _ in preset.l2 for s in range(preset.seeds)]
-        l2s = [v for v in preset.l2 for _ in range(preset.seeds)]
+        seeds, l2s = preset.round_members(round_)
         pop = Population.create(cell, task, shard.hidden, seeds,
                                 l2=l2s, lr=preset.lr, device=device)
         results.append(train(pop, config, progress))

@@ -71,6 +71,12 @@ class Preset:
         if set(self.task_params) - set(self.tasks):
             raise ValueError(f"preset {self.name!r}: task_params for tasks not in the preset")
 
+    def round_members(self, round_: int) -> tuple[list[int], list[float]]:
+        """Seeds and L2 values of round ``round_``'s ``l2 x seeds`` members (fresh seeds
+        continue the sequence of the rounds before)."""
+        first = self.first_seed + round_ * self.seeds
+        return [first + s for _ in self.l2 for s in range(self.seeds)], [v for v in self.l2 for _ in range(self.seeds)]
+
     def shards(self) -> list[Shard]:
         grid = itertools.product(self.tasks, self.archs, self.activations, self.hidden)
         return [Shard(*cell) for cell in grid]
