@@ -218,6 +218,26 @@ def test_timescale_rule_admits_the_points_that_hold_memory_for_a_trial():
         assert stats["selection_relevant"][0, 0].item() == pytest.approx(1.0)
 
 
+def test_points_without_left_eigenvectors_are_skipped_not_scored_zero():
+    """A defective Jacobian (a nilpotent Jordan block: the eigenvector matrix is exactly
+    singular, as at saturated ReLU LSTM points) has no left eigenvectors, so its point has no
+    slow-tangent share. The median skips such points: on a line whose other points have
+    share 1, 61 of 101 defective points must not turn the median into 0."""
+    y = torch.linspace(-1, 1, 101, dtype=F64)
+    points = torch.cat([y[:, None], torch.zeros(101, 3, dtype=F64)], -1)[None, None].expand(1, 2, 101, 4)
+    jac = torch.diag(torch.tensor([1.0, 0.5, 0.3, 0.2], dtype=F64)).expand(1, 2, 101, 4, 4).clone()
+    defective = torch.arange(101) % 5 < 3  # 61 points: the line's mode beside a nilpotent 3x3 block
+    jac[:, :, defective, 1:, 1:] = torch.diag(torch.ones(2, dtype=F64), 1)
+    assert eigendecompose(jac[0, 0, 0])[2].isnan().all()  # no left eigenvectors there
+    b = torch.zeros(2, 4, 4, dtype=F64)
+    b[0, 0, 0] = b[1, 0, 1] = GAIN
+    stats = line_statistics(points, torch.ones(1, 2, 101, dtype=torch.bool), torch.zeros_like(points), jac,
+                            b[None, :, None].expand(1, 2, 101, 4, 4),
+                            torch.tensor([[[1.0, 0.0, 0.0, 0.0]]], dtype=F64), TASK.n_time, R, GAIN)
+    assert stats["slow_share"][0].tolist() == [1.0, 1.0]
+    assert stats["selection_relevant"][0].tolist() == pytest.approx([1.0, 1.0])
+
+
 # ---------------------------------------------------------------------- selection
 def test_selection_sign_of_hand_built_integrators():
     (selective,) = scaffold(diagonal_integrator([1.0, 0.5, 0.3], [1.0, 0.0, 0.0], channels=(0, 1)))

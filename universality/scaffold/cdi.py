@@ -43,7 +43,8 @@ the search's points *and* the seeds, admitted by two rules:
   ``tau = 1 / |ln|lambda|| >= T / 2`` (growing modes included: a slightly unstable line
   drifts as slowly): ``|P_s t| / (|P_s t| + |P_f t|)`` with ``P_s = sum_slow r_k l_k^H``
   the spectral projector (right/left eigenvectors) and ``P_f = I - P_s``; 1 when the
-  tangent lies in the slow subspace, 0 when it lies in the fast one; median over points;
+  tangent lies in the slow subspace, 0 when it lies in the fast one; median over points
+  (a point whose Jacobian is defective, with no left eigenvectors, has none and is skipped);
 * ``top_eig`` / ``second_eig``: median |lambda_1| / |lambda_2|; ``n_slow``: median number
   of slow modes;
 * selection (Mante et al. 2013), from the slow subspace: the readout gain per unit input
@@ -289,7 +290,8 @@ def line_statistics(
     tangent = curve["tangent"].to(right.dtype).unsqueeze(-1)
     on_slow = right @ (slow.unsqueeze(-1) * (left @ tangent))  # P_s t
     ps, pf = on_slow.norm(dim=(-2, -1)), (tangent - on_slow).norm(dim=(-2, -1))
-    share = torch.where(ps + pf > 0, ps / (ps + pf).clamp_min(1e-300), 0.0)
+    # 0 for a zero tangent; NaN (skipped by the medians) where the point has no left eigenvectors
+    share = torch.where(ps + pf == 0, 0.0, ps / (ps + pf))
 
     wr = torch.einsum("pos,pcnsk->pcnok", w.to(right.dtype), right)  # readout of each mode
     lb = left @ input_jacobian.to(left.dtype)  # [P, C, N, S(modes), I]: each mode's input drive
