@@ -20,7 +20,9 @@ as ``--steps``): every shard of each run (trained networks: the reference at 64 
 slice at 128) has its first ``--members`` alive members analysed as ``universality
 analyze`` does it (probe states, fixed points with the ``paper`` preset's candidate
 budget, the task's scaffold, homology fingerprints), one thread, and the time per member
-is recorded per task, architecture, activation and size. Sizes or tasks a run does not
+is recorded per task, architecture, activation and size. Timed together, members are
+padded to the slowest of them (as in a run); one member alone is not, so ``--members 1``
+gives a lower bound. Sizes or tasks a run does not
 hold are extrapolated from the nearest measured size by the architecture's measured
 ratio between 128 and 64 units (geometric mean over its measured tasks and activations):
 the fixed-point search is dense linear algebra on state-sized matrices, so its cost grows
@@ -197,15 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS["paper"]
     sizes = args.sizes or list(preset.hidden)
     archs = args.archs or list(preset.archs)
-    if args.steps:
-        step = json.loads(Path(args.steps).read_text())["seconds_per_step"]
+    if args.steps:  # the step times and how they were measured, from an earlier --out
+        earlier = json.loads(Path(args.steps).read_text())
+        step, short, long = earlier["seconds_per_step"], earlier["short"], earlier["long"]
     else:
-        step = measure_steps(preset, sizes, archs, args.short, args.long)
+        short, long = args.short, args.long
+        step = measure_steps(preset, sizes, archs, short, long)
     grid = dataclasses.replace(preset, hidden=tuple(sizes), archs=tuple(archs)).shards()
     members = len(preset.l2) * preset.seeds
     train_h = {s: step[f"h{s.hidden}-{s.arch}"] * TASK_SCALE[s.task] * preset.steps / 3600 for s in grid}
     report: dict[str, object] = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                                 "short": args.short, "long": args.long, "seconds_per_step": step}
+                                 "short": short, "long": long, "seconds_per_step": step}
     print(f"Time per step, one shard of {members} members (sine, tanh, one thread), "
           f"and hours per shard at {preset.steps} steps:\n")
     print("| units | " + " | ".join(archs) + " |")
