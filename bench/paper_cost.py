@@ -66,7 +66,7 @@ from universality.geometry import METRICS, pairwise_distances
 from universality.population import Population
 from universality.scaffold import SCAFFOLDS
 from universality.scaffold.homology import fingerprint
-from universality.store import RunStore
+from universality.store import RunError, RunStore
 from universality.tasks import make_task
 from universality.training import DIVERGED, TrainConfig, train
 
@@ -166,17 +166,22 @@ def measure_steps(preset: Preset, sizes: list[int], archs: list[str], short: int
     return step
 
 
-def measure_analysis(runs: list[str], members: int, config: AnalysisConfig) -> dict[Cell, float]:
-    """Seconds per member of every shard of ``runs``."""
+def measure_analysis(stores: list[RunStore], members: int, config: AnalysisConfig) -> dict[Cell, float]:
+    """Seconds per member of every shard of ``stores``."""
     measured = {}
-    for run in runs:
-        store = RunStore(run)
+    for store in stores:
         for shard in store.shards():
             row = store.members(shard)[0]
             cell = (store.shard_info(shard)["task"], row.arch, row.activation, row.hidden)
             measured[cell] = analysis_seconds(store, shard, members, config)
             print(f"{shard}: {measured[cell]:.1f} s/member", file=sys.stderr, flush=True)
     return measured
+
+
+def print_header(columns: list[str]) -> None:
+    """The head of a markdown table with a ``units`` column, then ``columns``."""
+    print("| units | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,13 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.short < args.long:
         parser.error("--short must be positive and below --long")
+    if args.members < 1 or args.geometry_networks < 2:
+        parser.error("--members must be >= 1 and --geometry-networks >= 2")
     torch.set_num_threads(1)
     preset = PRESETS["paper"]
     sizes = args.sizes or list(preset.hidden)
     archs = args.archs or list(preset.archs)
     if args.steps:  # the step times and how they were measured, from an earlier --out
-        earlier = json.loads(Path(args.steps).read_text())
-        step, short, long = earlier["seconds_per_step"], earlier["short"], earlier["long"]
+        try:
+            earlier = json.loads(Path(args.steps).read_text())
+            step, short, long = earlier["seconds_per_step"], earlier["short"], earlier["long"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            parser.error(f"--steps {args.steps}: not the --out file of an earlier run of this script ({err!r})")
+        missing = [f"h{h}-{a}" for h in sizes for a in archs if f"h{h}-{a}" not in step]
+        if missing:
+            parser.error(f"--steps {args.steps} has no step time for {', '.join(missing)}")
     else:
         short, long = args.short, args.long
         step = measure_steps(preset, sizes, archs, short, long)
@@ -212,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "short": short, "long": long, "seconds_per_step": step}
     print(f"Time per step, one shard of {members} members (sine, tanh, one thread), "
           f"and hours per shard at {preset.steps} steps:\n")
-    print("| units | " + " | ".join(archs) + " |")
-    print("|---|" + "---|" * len(archs))
+    print_header(archs)
     for hidden in sizes:
         sec = [step[f"h{hidden}-{a}"] for a in archs]
         print(f"| {hidden} | " + " | ".join(f"{v:.2f} s ({v * preset.steps / 3600:.1f} h)" for v in sec) + " |")
@@ -221,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     after_hours = 0.0  # the per-task geometry, in the driver after the shards
     if args.analysis:
         config = analysis_config(preset)
-        measured = measure_analysis(args.analysis, args.members, config)
+        try:  # every run opened before any is timed
+            stores = [RunStore(run) for run in args.analysis]
+        except RunError as err:
+            parser.error(f"--analysis: {err}")
+        measured = measure_analysis(stores, args.members, config)
         cells = [(s.task, s.arch, s.activation, s.hidden) for s in grid]
         per_member, ratio = extrapolate(measured, cells)
         analysis_h = {s: per_member[s.task, s.arch, s.activation, s.hidden] * members / 3600 for s in grid}
@@ -234,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nAnalysis, seconds per member ({args.members} timed per shard; * extrapolated, ratio 128/64 "
               f"units: {', '.join(f'{a} {r:.1f}x' for a, r in ratio.items())}), and hours per shard of "
               f"{members} members, mean over tasks and activations:\n")
-        print("| units | " + " | ".join(archs) + " |")
-        print("|---|" + "---|" * len(archs))
+        print_header(archs)
         for hidden in sizes:
             row = []
             for a in archs:
