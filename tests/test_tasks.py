@@ -228,12 +228,48 @@ def test_cdi_integrates_the_selected_stream(
 
 
 def test_cdi_stream_statistics() -> None:
-    task = ContextIntegration(n_time=50, mean_max=0.8, noise=0.3)
+    task = ContextIntegration(n_time=80, mean_max=0.8, noise=0.3, min_stimulus=20, max_stimulus=50)
     u = task.sample(2000, gen(0)).inputs[..., :2].double()
-    mean = u.mean(1)
-    assert mean.abs().max().item() <= 0.8 + 4 * 0.3 / math.sqrt(50)
+    on = u[:, :20]  # every stimulus lasts at least 20 steps
+    mean = on.mean(1)
+    assert mean.abs().max().item() <= 0.8 + 4 * 0.3 / math.sqrt(20)
     assert mean.std().item() == pytest.approx(0.8 / math.sqrt(3), rel=0.05)
-    assert (u - u.mean(1, keepdim=True)).std().item() == pytest.approx(0.3, rel=0.05)
+    assert (on - on.mean(1, keepdim=True)).std().item() == pytest.approx(0.3, rel=0.05)
+
+
+@PROPS
+@given(seed=st.integers(0, 2**31), low=st.integers(1, 30), extra=st.integers(0, 30))
+def test_cdi_stimulus_then_hold(seed: int, low: int, extra: int) -> None:
+    """Each trial's streams are on for a length in [min_stimulus, max_stimulus], then exactly
+    zero; the target holds its last stimulus value through the hold."""
+    task = ContextIntegration(n_time=50, min_stimulus=low, max_stimulus=low + extra)
+    trials = task.sample(64, gen(seed))
+    sensory = trials.inputs[..., :2]
+    nonzero = (sensory != 0).any(-1)  # [B, T]
+    length = nonzero.sum(1)
+    assert ((length >= min(low, 50)) & (length <= min(low + extra, 50))).all()
+    assert (nonzero == (torch.arange(50)[None] < length[:, None])).all(), "the stimulus is one block from t = 0"
+    for b in range(64):
+        d = int(length[b])
+        held = trials.targets[b, max(d - 1, 0):, 0]
+        assert torch.equal(held, held[:1].expand_as(held))
+    lengths = set(length.tolist())
+    assert len(lengths) > 1 or extra == 0 or low >= 50
+
+
+def test_cdi_hold_inputs_reach_their_values() -> None:
+    task = ContextIntegration()
+    values = torch.tensor([-1.0, -0.3, 0.0, 0.5, 1.0])
+    for context in (0, 1):
+        x = task.hold_inputs(values, context, stream=context, n_stimulus=25, n_hold=40)
+        assert x.shape == (5, 65, 4)
+        y = task.target(x)[..., 0]
+        torch.testing.assert_close(y[:, 24], values)
+        torch.testing.assert_close(y[:, -1], values)
+        assert (x[:, 25:, :2] == 0).all() and (x[:, :, 2 + context] == 1).all()
+        ignored = task.target(task.hold_inputs(values, context, stream=1 - context, n_stimulus=25, n_hold=40))
+        assert (ignored == 0).all()
+    assert task.output_range == pytest.approx(1.0)
 
 
 @PROPS
@@ -309,6 +345,9 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("cdi", {"mean_max": 0.0, "noise": 0.0}),
     ("cdi", {"scale": 0.0}),
     ("cdi", {"n_time": 0}),
+    ("cdi", {"min_stimulus": 0}),
+    ("cdi", {"max_stimulus": 5}),
+    ("cdi", {"min_stimulus": 2.5}),
     ("cdi", {"pass_threshold": math.inf}),
 ]
 

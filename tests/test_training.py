@@ -1,11 +1,15 @@
 """Population training: per-member optimisation, isolation of divergence, early stop."""
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 import torch
 
 from universality.cells import make_cell
 from universality.population import Population
 from universality.tasks import make_task
+from universality.tasks.base import Task, Trials, masked_mse
 from universality.training import DIVERGED, FAILED, TRAINED, TrainConfig, train
 
 
@@ -181,3 +185,64 @@ def test_training_in_member_chunks_changes_nothing(monkeypatch):
     assert r_chunked.status == r_whole.status and r_chunked.steps == r_whole.steps
     for k in whole.params:
         assert torch.equal(whole.params[k], chunked.params[k]), k
+
+
+def test_min_steps_holds_back_fast_learners():
+    """No member stops as trained before ``min_steps``; without it, one would."""
+    config = TrainConfig(steps=600, batch_size=32, eval_every=50)
+    free = train(population([1e-2, 1e-2], hidden=16), config)
+    assert min(free.steps) < 300, "the test needs a member that passes before step 300"
+    held = train(population([1e-2, 1e-2], hidden=16), TrainConfig(steps=600, batch_size=32, eval_every=50,
+                                                                   min_steps=300))
+    assert all(s >= 300 for s, st in zip(held.steps, held.status, strict=True) if st == TRAINED)
+    assert TRAINED in held.status
+
+
+@dataclass(frozen=True)
+class CoinTask(Task):
+    """Each batch is easy (targets 0) or impossible (targets 100), by one coin its generator
+    draws: a network of small outputs meets the target exactly on the easy batches."""
+
+    name: ClassVar[str] = "coin"
+    n_time: int = 4
+    pass_threshold: float = 25.0
+
+    @property
+    def input_size(self) -> int:
+        return 1
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    def sample_inputs(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.rand(1, generator=generator).expand(batch_size, self.n_time, 1).clone()
+
+    def target(self, inputs: torch.Tensor) -> torch.Tensor:
+        return 100.0 * (inputs >= 0.5).float()
+
+    def score(self, outputs: torch.Tensor, trials: Trials) -> torch.Tensor:
+        return masked_mse(outputs, trials.targets, trials.mask)
+
+    def conditions(self) -> torch.Tensor:
+        return torch.zeros(1, 1)
+
+    def condition_labels(self) -> list[str]:
+        return ["zero"]
+
+
+def test_confirmation_on_fresh_batches():
+    """With ``confirm`` fresh held-out batches, a member that meets the target on the fixed
+    held-out batch stops only once the fresh ones agree: never earlier than without, and
+    later for some trial streams."""
+    later = 0
+    for seed in range(12):
+        runs = []
+        for confirm in (0, 2):
+            pop = Population.create(make_cell("gru"), CoinTask(), 4, [seed], lr=1e-12)
+            runs.append(train(pop, TrainConfig(steps=40, batch_size=4, eval_every=10, seed=seed, confirm=confirm)))
+        plain, confirmed = runs
+        if confirmed.status[0] == TRAINED:
+            assert plain.status[0] == TRAINED and confirmed.steps[0] >= plain.steps[0]
+        later += plain.status[0] == TRAINED and (confirmed.status[0] != TRAINED or confirmed.steps[0] > plain.steps[0])
+    assert later > 0

@@ -100,6 +100,8 @@ def _add_run(sub: Any) -> None:
                    help="Ray: CPUs (and torch threads) per shard task (default 1)")
     r.add_argument("--gpus-per-shard", type=_non_negative_float, default=0.0,
                    help="Ray: GPUs per shard task, fractions share a GPU (default 0; needs --device cuda)")
+    r.add_argument("--train-only", action="store_true",
+                   help="train the shards not yet trained and stop (analyse later with run, analyze or report)")
 
 
 def _add_analyze(sub: Any) -> None:
@@ -244,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         analysis.update(1)
 
     try:
-        report = run_preset(preset, args.out, device, on_shard, on_step, args.workers)
+        report = run_preset(preset, args.out, device, on_shard, on_step, args.workers, train_only=args.train_only)
     finally:
         for bar in [*bars, analysis]:
             bar.close()
@@ -268,7 +270,7 @@ def _run_on_ray(args: argparse.Namespace, preset: Preset, device: torch.device) 
     try:
         with RayBackend(args.address, args.cpus_per_shard, args.gpus_per_shard) as backend:
             report = run_preset(preset, args.out, device, backend=backend, on_step=bar.set_description,
-                                on_done=lambda _: bar.update(1))
+                                on_done=lambda _: bar.update(1), train_only=args.train_only)
     except (ClusterError, RunError) as err:
         raise UsageError(f"universality run: {err}") from None
     finally:
@@ -276,9 +278,12 @@ def _run_on_ray(args: argparse.Namespace, preset: Preset, device: torch.device) 
     return _summary(RunStore(args.out), report)
 
 
-def _summary(store: RunStore, report: Path) -> int:
+def _summary(store: RunStore, report: Path | None) -> int:
     print_pass_rates(store.members())
     print()
+    if report is None:
+        print(f"trained; nothing analysed (--train-only): rerun without it to analyse -> {store.path}")
+        return 0
     print_claims(json.loads((report.parent / "claims.json").read_text()))
     print(f"\nreport: {report}")
     return 0

@@ -9,6 +9,14 @@ set* (the active members' parameters and Adam state gathered into dense tensors)
 rebuilt whenever the active set changes. A member's arithmetic never depends on its
 shard-mates, so its trajectory is the same bit for bit whether they still train or not.
 
+**The stop rule** (one training standard for every architecture): a member stops as
+``trained`` at the first evaluation, at or after ``min_steps``, where its score meets the
+task's target (``Task.passed``) on the fixed held-out batch *and* on ``confirm`` fresh
+held-out batches drawn for that evaluation. The target is the task's pass threshold, which
+each task sets where only the intended computation meets it (docs/methods.md, "Training");
+the minimum keeps fast learners from stopping at the first lucky crossing, the fresh batches
+keep a member from stopping on the fixed batch's luck.
+
 Two rules spend steps where they help (docs/methods.md, "Training"):
 
 * **restart after divergence**: a member whose loss or gradient (or held-out loss) turns
@@ -41,6 +49,10 @@ log = logging.getLogger(__name__)
 
 TRAINED, FAILED, DIVERGED = "trained", "failed", "diverged"
 
+#: Seed offsets (added to ``TrainConfig.seed``) of the fixed held-out batch and of the fresh
+#: confirmation batches (``CONFIRM_SEED + confirm * step + j`` for the j-th at ``step``).
+HELD_OUT_SEED, CONFIRM_SEED = 1_000_003, 2_000_003
+
 #: Members per forward/backward pass are chosen so that one step's slice of a per-gate
 #: buffer (members x batch x state) holds about this many numbers (512 KiB in float32):
 #: beyond it the step's elementwise work falls out of cache (docs/performance.md).
@@ -67,12 +79,14 @@ class TrainConfig:
     extend_steps: int = 0  # extra steps at most for members still improving at `steps`
     improve_window: int = 5  # evaluations over which "still improving" is judged
     min_improvement: float = 0.1  # relative drop of held-out loss over the window that counts
+    min_steps: int = 0  # no member stops as trained before this step
+    confirm: int = 0  # fresh held-out batches that must also meet the target before a member stops
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_batch_size", "improve_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("max_restarts", "extend_steps"):
+        for name in ("max_restarts", "extend_steps", "min_steps", "confirm"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.clip > 0:
@@ -85,6 +99,8 @@ class TrainConfig:
             raise ValueError("Adam betas must lie in [0, 1)")
         if not 0 < self.min_improvement < 1:
             raise ValueError(f"min_improvement must lie in (0, 1), got {self.min_improvement}")
+        if self.min_steps > self.steps:
+            raise ValueError(f"min_steps ({self.min_steps}) must not exceed steps ({self.steps})")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -294,9 +310,13 @@ class _Trainer:
         restart or stop, the rest are checkpointed; at or past the step limit, members
         no longer improving stop as failed."""
         cfg = self.config
-        loss, score = evaluate(self.work_pop, cfg.seed + 1_000_003, cfg.eval_batch_size)
+        loss, score = evaluate(self.work_pop, cfg.seed + HELD_OUT_SEED, cfg.eval_batch_size)
         self._scatter()
-        passed = self.pop.task.passed(score).tolist()
+        meets = self.pop.task.passed(score) & (step >= cfg.min_steps)
+        for j in range(cfg.confirm if bool(meets.any()) else 0):
+            _, fresh = evaluate(self.work_pop, cfg.seed + CONFIRM_SEED + cfg.confirm * step + j, cfg.eval_batch_size)
+            meets &= self.pop.task.passed(fresh)
+        passed = meets.tolist()
         non_finite, keep = [], []
         for row, (i, value, ok) in enumerate(zip(self.active, loss.tolist(), passed, strict=True)):
             if not math.isfinite(value):
@@ -337,7 +357,7 @@ def train(population: Population, config: TrainConfig = TrainConfig(), progress:
     for i in trainer.active:
         trainer.steps[i] = step
     population.params = trainer.master.params
-    loss_eval, score_eval = evaluate(population, config.seed + 1_000_003, config.eval_batch_size)
+    loss_eval, score_eval = evaluate(population, config.seed + HELD_OUT_SEED, config.eval_batch_size)
     passed = population.task.passed(score_eval)
     status = trainer.status
     return TrainResult(

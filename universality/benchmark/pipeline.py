@@ -55,7 +55,8 @@ def train_population(preset: Preset, shard: Shard, device: torch.device, progres
     cell named by the shard (e.g. a user's ModuleCell). Returns the population (params
     ``[P, ...]``), its per-member result and the train config to record. Writes nothing."""
     task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
-    config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size, extend_steps=preset.extend_steps)
+    config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size, extend_steps=preset.extend_steps,
+                         min_steps=preset.min_steps, confirm=preset.confirm)
     cell = cell or make_cell(shard.arch, shard.activation)
     pops: list[Population] = []
     results: list[TrainResult] = []
@@ -322,12 +323,13 @@ class LocalBackend:
 
 
 def run_jobs(store: RunStore, preset: Preset, done: set[str], config: AnalysisConfig, device: str,
-             backend: Backend, on_step: Step | None = None, on_done: Step | None = None) -> None:
+             backend: Backend, on_step: Step | None = None, on_done: Step | None = None,
+             train_only: bool = False) -> None:
     """Driver loop: train the preset's shards not in ``done`` and analyse every shard whose
     analysis is not current, as jobs on ``backend``; write each result as it arrives
     (trained shards in preset order, each analysed once written). ``on_step`` gets a line
     per finished job (and where it ran), ``on_done`` each shard's name once it is trained
-    and analysed."""
+    and analysed (with ``train_only``, once it is trained: nothing is analysed)."""
     shards = [s.name for s in preset.shards()]
     order = [s for s in preset.shards() if s.name not in done]
     pending: dict[Future[Any], tuple[str, str]] = {}
@@ -339,7 +341,7 @@ def run_jobs(store: RunStore, preset: Preset, done: set[str], config: AnalysisCo
             on_step(line)
 
     def analyse(shard: str) -> None:
-        if analysis_current(store, shard, config):
+        if train_only or analysis_current(store, shard, config):
             if on_done:
                 on_done(shard)
             return
@@ -398,7 +400,7 @@ def repair_plan(store: RunStore, preset: Preset) -> set[str]:
 
 def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None,
                on_step: Step | None = None, workers: int | None = None, backend: Backend | None = None,
-               on_done: Step | None = None) -> Path:
+               on_done: Step | None = None, train_only: bool = False) -> Path | None:
     """Train every shard of ``preset`` not yet stored in ``out``, analyse what is not yet
     analysed, evaluate the claims and write the report; return the report's path.
 
@@ -407,7 +409,8 @@ def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardPr
     :func:`default_workers`), in that many single-threaded local processes; ``on_step``
     then reports each finished job and ``on_done`` each finished shard, instead of
     ``on_shard``'s per-step progress in this process. Per-task geometry, topology, claims
-    and report run here after them."""
+    and report run here after them. ``train_only``: train what is missing and stop (no
+    analysis, no report; returns None), e.g. to train on one machine and analyse later."""
     store = RunStore.create(out)
     workers = default_workers(device) if workers is None else workers
     shards = preset.shards()
@@ -415,12 +418,16 @@ def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardPr
     done = set(store.shards()) - damaged
     config = analysis_config(preset)
     if backend is not None:
-        run_jobs(store, preset, done, config, str(device), backend, on_step, on_done)
+        run_jobs(store, preset, done, config, str(device), backend, on_step, on_done, train_only)
+        if train_only:
+            return None
         analyze_run(store, config, "cpu", on_step, shards_done=True)
         return write_report(store)
     if workers > 1 and len(shards) > 1:
         with LocalBackend(workers) as local:
-            run_jobs(store, preset, done, config, str(device), local, on_step, on_done)
+            run_jobs(store, preset, done, config, str(device), local, on_step, on_done, train_only)
+        if train_only:
+            return None
         analyze_run(store, config, device, on_step, shards_done=True)
         return write_report(store)
     for i, shard in enumerate(shards):
@@ -428,5 +435,7 @@ def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardPr
         progress = on_shard(shard, i, len(shards), skipped) if on_shard else None
         if not skipped:
             train_shard(store, preset, shard, device, progress)
+    if train_only:
+        return None
     analyze_run(store, config, device, on_step)
     return write_report(store)
