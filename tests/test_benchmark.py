@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from universality.benchmark import PRESETS, Preset, load_preset
-from universality.benchmark.claims import scaffold_claims, separability_claims
+from universality.benchmark.claims import error_matched, scaffold_claims, separability_claims
 from universality.benchmark.reference import ExportRecord, describe_preset, export
-from universality.benchmark.report import fmt_number
+from universality.benchmark.report import fmt_number, matched_table, training_table
 from universality.cli import main
 from universality.store import MemberRow, RunStore
 
@@ -41,10 +42,10 @@ def test_preset_files_and_their_errors(tmp_path):
         Preset(name="x", archs=("transformer",))
 
 
-def member_row(member, task, arch, activation, passed=True, status="trained"):
+def member_row(member, task, arch, activation, passed=True, status="trained", score=1.0, steps=1):
     return MemberRow(member=member, shard=f"{task}-{arch}-{activation}", idx=member, task=task, arch=arch,
                      activation=activation, hidden=8, l2=0.0, lr=1e-3, seed=member, status=status, loss=0.0,
-                     score=1.0, passed=passed, steps=1)
+                     score=score, passed=passed, steps=steps)
 
 
 def rows_for(archs, acts, passed=None):
@@ -132,10 +133,13 @@ def test_scaffold_claims_pool_groups_with_intervals_and_exclusions():
     vanilla = claims[("flipflop_scaffold", "vanilla/tanh")]
     assert vanilla.value == pytest.approx(38 / 39) and vanilla.n == 39
     assert vanilla.detail["excluded"] == {"failed": 1, "diverged": 0}
-    assert vanilla.verdict == "inconclusive"  # 38/39: the exact interval reaches below 0.9
+    # 38/39: the exact interval reaches below 0.9 but not below 0.9 - margin (non-inferior)
+    assert stats.beta.ppf(0.025, 38, 2) == pytest.approx(vanilla.ci_low) and 0.8 <= vanilla.ci_low < 0.9
+    assert vanilla.verdict == "pass"
     pooled = claims[("flipflop_scaffold", "all")]
     assert pooled.n == 78 and pooled.value == pytest.approx(76 / 78) and pooled.verdict == "pass"
-    assert pooled.detail["homogeneity_p"] == pytest.approx(1.0)
+    assert pooled.detail["homogeneity_p"] == pytest.approx(1.0) and pooled.detail["groups_failed"] == []
+    assert pooled.detail["icc"] < 0.01  # two groups at the same rate: no spread between them
     assert set(pooled.detail["criteria"]) == set(flipflop_numbers(True)["criteria"])
 
 
@@ -145,7 +149,81 @@ def test_heterogeneous_groups_fail_the_pooled_claim():
     claims = {c.group: c for c in scaffold_claims("flipflop", rows, scaffolds) if c.claim == "flipflop_scaffold"}
     assert claims["gru/tanh"].verdict == "fail" and claims["vanilla/tanh"].verdict == "pass"
     assert claims["all"].value == pytest.approx(70 / 80) and claims["all"].detail["homogeneity_p"] < 0.01
-    assert claims["all"].verdict == "fail"  # the groups differ, and one of them fails
+    assert claims["all"].ci_low < 0.9 < claims["all"].ci_high  # inconclusive by its own interval ...
+    assert claims["all"].verdict == "fail" and claims["all"].detail["groups_failed"] == ["gru/tanh"]  # ... fails
+
+
+def test_heterogeneity_alone_does_not_fail_or_downgrade_the_pooled_claim():
+    # 100/100, 100/100 and 90/100: the groups differ (every miss in one group), yet none is
+    # shown below 0.9 and the pooled 290/300 is shown above it.
+    rows = [member_row(i, "flipflop", arch, "tanh") for i, arch in enumerate(["vanilla", "gru", "lstm"] * 100)]
+    scaffolds = {r.member: flipflop_numbers(r.arch != "lstm" or r.member < 270) for r in rows}
+    claims = {c.group: c for c in scaffold_claims("flipflop", rows, scaffolds) if c.claim == "flipflop_scaffold"}
+    assert claims["lstm/tanh"].value == 0.9 and claims["lstm/tanh"].verdict == "pass"
+    pooled = claims["all"]
+    assert pooled.detail["homogeneity_p"] < 0.01 and pooled.detail["icc"] > 0.01
+    assert pooled.ci_low >= 0.9 and pooled.verdict == "pass"
+
+
+def test_training_table_shows_score_and_steps_of_the_passed_networks():
+    rows = [member_row(i, "cdi", "gru", "tanh", score=s, steps=t) for i, (s, t) in
+            enumerate([(0.1, 100), (0.3, 300), (0.2, 200)])]
+    rows.append(member_row(3, "cdi", "gru", "tanh", passed=False, status="failed", score=0.9, steps=5000))
+    (line,) = [x for x in training_table(rows) if x.startswith("| cdi |")]
+    assert line.endswith("| 3/4 | 1 | 0 | 0 | 0.2 [0.1, 0.3] | 200 [100, 300] |")
+
+
+def two_groups(scores, canonical):
+    """Flip-flop rows of vanilla/tanh then gru/tanh, one per ``scores`` pair (vanilla, gru),
+    and their scaffolds (``canonical(arch, score)``)."""
+    rows = [member_row(2 * i + j, "flipflop", arch, "tanh", score=score) for i, pair in enumerate(scores)
+            for j, (arch, score) in enumerate(zip(("vanilla", "gru"), pair, strict=True))]
+    return rows, {r.member: flipflop_numbers(canonical(r.arch, r.score)) for r in rows}
+
+
+def verdicts_on_all_and_matched(rows, scaffolds):
+    kept, bands = error_matched(rows)
+    everything = scaffold_claims("flipflop", rows, scaffolds)
+    matched = scaffold_claims("flipflop", [r for r in rows if r.member in kept], scaffolds)
+    table = matched_table(everything, matched, rows)
+    return ({c.group: c.verdict for c in everything}, {c.group: c.verdict for c in matched}, kept, bands["flipflop"],
+            table)
+
+
+def test_error_matched_claims_where_the_subset_changes_a_verdict():
+    # vanilla: 12 networks trained to 0.90-0.945, the 8 below 0.935 without the scaffold, and
+    # 12 at 0.96-0.99 with it; gru: 24 at 0.95-0.99, all with it. Common band: [0.95, 0.99].
+    vanilla = [0.90, 0.91, 0.92, 0.93] * 2 + [0.935, 0.94, 0.945, 0.94] + [0.96, 0.97, 0.98, 0.99] * 3
+    gru = [0.95, 0.96, 0.97, 0.98, 0.99, 0.97] * 4
+    rows, scaffolds = two_groups(list(zip(vanilla, gru, strict=True)),
+                                 lambda arch, score: arch == "gru" or score >= 0.935)
+    assert sum(not scaffolds[r.member]["canonical"] for r in rows) == 8
+    on_all, on_matched, kept, band, table = verdicts_on_all_and_matched(rows, scaffolds)
+    assert band == (0.95, 0.99) and len(kept) == 12 + 24
+    # all: vanilla 16/24 is shown below 0.9 (Holm p 0.003), so the pooled 40/48 fails;
+    # matched: vanilla 12/12 (cannot pass below 17), gru 24/24 passes, pooled 36/36 passes
+    assert on_all == {"all": "fail", "vanilla/tanh": "fail", "gru/tanh": "pass"}
+    assert on_matched == {"all": "pass", "vanilla/tanh": "inconclusive", "gru/tanh": "pass"}
+    assert "| flipflop | [0.95, 0.99] | 36/48 |" in table
+    cells = [line.split("|") for line in table if "| flipflop_scaffold |" in line]
+    flags = {c[2].strip(): c[5].strip() for c in cells}
+    assert flags == {"all": "REVERSED", "vanilla/tanh": "DIFFERS", "gru/tanh": ""}
+    assert "1/3 claim rows agree; 2 differ, 1 of them reversed." in table
+
+
+def test_error_matched_claims_where_the_subset_agrees():
+    # the same scores in both groups, plus one network per group outside the other's range;
+    # every network has the scaffold whatever its score
+    shared = [0.95, 0.96, 0.97, 0.98, 0.99] * 4
+    rows, scaffolds = two_groups([*zip(shared, shared, strict=True), (0.90, 1.0)], lambda arch, score: True)
+    on_all, on_matched, kept, band, table = verdicts_on_all_and_matched(rows, scaffolds)
+    assert band == (0.95, 0.99) and len(kept) == 40
+    assert on_all == on_matched == {"all": "pass", "vanilla/tanh": "pass", "gru/tanh": "pass"}
+    assert "3/3 claim rows agree; 0 differ, 0 of them reversed." in table
+    # groups whose scores do not overlap leave nothing to match
+    rows, scaffolds = two_groups([(0.90, 0.99), (0.91, 0.98)], lambda arch, score: True)
+    kept, bands = error_matched(rows)
+    assert kept == set() and bands == {"flipflop": None}
 
 
 def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
@@ -165,8 +243,10 @@ def test_run_end_to_end_is_resumable_and_reports(tmp_path, capsys):
     assert {c["claim"] for c in claims} >= {"geometry_architecture", "topology_architecture", "topology_activation",
                                             "dynamics_architecture", "flipflop_scaffold"}
     report = (out / "report" / "report.md").read_text()
-    for section in ("## Claims", "## Training", "## Task: flipflop", "## Provenance"):
+    for section in ("## Claims", "## Training", "## Claims on error-matched networks", "## Task: flipflop",
+                    "## Provenance"):
         assert section in report
+    assert "| flipflop | vanilla | tanh |" in report and "claim rows agree" in report
     figures = {p.name for p in (out / "report" / "figures").iterdir()}
     assert {"flipflop_trajectories.png", "flipflop_mds_svcca.png", "flipflop_mds_topology.png",
             "flipflop_mds_dynamics.png"} <= figures

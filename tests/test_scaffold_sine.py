@@ -1,7 +1,9 @@
 """The sine scaffold on hand-built systems with known answers: an oscillator (one unstable
 spiral inside a circular limit cycle per input), the same with a dominant real mode, a
-cycle beside the point, a spiral without a cycle; the winding number on synthetic loops;
-tracking and bias fits on synthetic eigenvalues; invariance to changes of coordinates."""
+cycle beside the point, a spiral without a cycle, a damped spiral that passes the task;
+oscillators whose linearised frequency is a staircase, flat or reversed; the winding number
+on synthetic loops; tracking and bias fits on synthetic eigenvalues; invariance to changes
+of coordinates."""
 
 import itertools
 import math
@@ -94,6 +96,36 @@ class OffsetOscillator(Oscillator):
         return torch.cat([uv, torch.tanh(2 * s) / math.tanh(2.0)], -1)
 
 
+class DampedOscillator(Oscillator):
+    """A stable spiral (r < 1) around c = R(-w) (0, 1) in (u, v), (u, v)' = c + r R(w) ((u, v)
+    - c), beside s' = -sin w, read out as u + s. From the zero state (where every trial
+    starts) the output at step t (after t + 1 updates) is r^(t + 1) sin(w t): the target,
+    decaying with time constant -1 / log r. Eigenvalues r e^{+-iw} and 0."""
+
+    def recur(self, params, drive, h):
+        uv = h[..., :2]
+        centre = rotate(torch.tensor([0.0, 1.0], dtype=h.dtype).expand_as(uv), -drive)
+        uv = centre + params["r"].view(-1, 1, 1) * rotate(uv - centre, drive)
+        return torch.cat([uv, -torch.sin(drive)], -1)
+
+
+class StaircaseOscillator(Oscillator):
+    """The oscillator with its frequency w = a x + c replaced per member: ``levels`` > 0
+    rounds it to the midpoint of one of ``levels`` equal bins of [lo, lo + width] (a
+    staircase in w, as a piecewise-linear cell's linearisation is); ``levels`` = 0 with
+    ``reverse`` = 1 maps w to lo + (lo + width) - w (decreasing in w)."""
+
+    def drive(self, params, x):
+        w = super().drive(params, x)
+        shape = (-1, *([1] * (x.dim() - 1)))
+        lo, width = params["lo"].view(shape), params["width"].view(shape)
+        levels, reverse = params["levels"].view(shape), params["reverse"].view(shape)
+        step = width / levels.clamp_min(1)
+        level = torch.floor((w - lo) / step).clamp(torch.zeros_like(levels), (levels - 1).clamp_min(0))
+        stair = lo + (level + 0.5) * step
+        return torch.where(levels > 0, stair, w + reverse * (2 * lo + width - 2 * w))
+
+
 def oscillator(radii, cell=None, hidden=2, extra=None, task=SINE_TASK):
     """Oscillator population, one member per radius, reading out the first coordinate."""
     r = torch.as_tensor(radii, dtype=F64)
@@ -128,7 +160,9 @@ def test_oscillator_has_one_unstable_spiral_inside_a_limit_cycle_per_input():
         n = s.numbers
         assert s.canonical and all(s.criteria.values()) and set(s.criteria) == {c.name for c in sine.CRITERIA}
         assert n["frac_one_complex_unstable_point"] == n["frac_limit_cycle"] == n["frac_point_inside_cycle"] == 1
-        assert n["corr"] > 0.999999 and n["slope"] == pytest.approx(1, abs=1e-9)
+        assert n["corr"] > 0.999999 and n["rank_corr"] == 1 and n["slope"] == pytest.approx(1, abs=1e-9)
+        assert n["n_levels"] == len(OMEGA) and n["cycle_rank_corr"] == 1
+        assert n["cycle_slope"] == pytest.approx(1, abs=1e-3)
         assert n["intercept"] == pytest.approx(0, abs=1e-9) and n["median_rel_error"] < 1e-9
         assert np.isnan(n["bias_slope"])  # |lambda| is the same at every input: no fit
         assert n["median_cycle_freq_error"] < 1e-3 and n["frac_h1_loop"] == 1
@@ -141,7 +175,8 @@ def test_oscillator_has_one_unstable_spiral_inside_a_limit_cycle_per_input():
     assert not damped.canonical and not any(damped.criteria.values())
     np.testing.assert_array_equal(per_input(damped.topology, 4), [[1, 0, 0, 0]] * len(OMEGA))
     np.testing.assert_array_equal(damped.dynamics, 0)  # the documented fill
-    assert damped.numbers["n_tracked"] == 0 and math.isnan(damped.numbers["corr"])
+    assert damped.numbers["n_tracked"] == damped.numbers["n_levels"] == 0 and math.isnan(damped.numbers["corr"])
+    assert math.isnan(damped.numbers["rank_corr"]) and math.isnan(damped.numbers["cycle_rank_corr"])
     assert math.isnan(damped.numbers["frac_point_inside_cycle"])
     assert math.isnan(damped.numbers["median_cycle_freq_error"])
 
@@ -182,6 +217,25 @@ def test_an_unstable_spiral_without_a_limit_cycle_is_not_canonical():
     assert s.criteria["one_complex_unstable_point"] and s.criteria["tracking"]  # the spiral is right
     assert s.numbers["frac_limit_cycle"] == 0 and not s.criteria["limit_cycle"] and not s.canonical
     assert s.numbers["n_cycle_and_pair"] == 0 and not s.criteria["point_inside_cycle"]  # no cycle to wind
+
+
+def test_a_damped_oscillation_that_passes_the_task_fails_the_scaffold():
+    """The cheaper solution to the task: a stable spiral whose output r^t sin(w t) decays with
+    time constant 10 T scores a normalised MSE of int_0^1 (1 - exp(-s / 10))^2 ds = 0.003 on
+    T steps, below the task's 0.01. The scaffold runs past the trial (steps 301-812) and
+    needs an unstable point and a steady amplitude: the halves of its window differ by
+    exp(-256 / 1000) = 0.77, outside the 10 % tolerance."""
+    task = make_task("sine")
+    readout = torch.tensor([[[1.0, 0.0, 1.0]]], dtype=F64)
+    pop = oscillator([math.exp(-1 / (10 * task.n_time))], DampedOscillator(), hidden=3,
+                     extra={"readout.weight": readout}, task=task)
+    trials = task.sample(64, torch.Generator().manual_seed(0))
+    _, outputs = pop.run(trials.inputs.double())
+    assert float(task.score(outputs, trials)) <= task.pass_threshold  # it passes the task ...
+    fp = find_fixed_points(pop, initial_states=box_states(1, 3, n=16))
+    (s,) = sine.compute(pop, fp, ONE_LOOP_CHECK)
+    assert s.numbers["frac_limit_cycle"] == 0 and not s.criteria["limit_cycle"]  # ... not the scaffold
+    assert s.numbers["frac_one_complex_unstable_point"] == 0 and not s.canonical
 
 
 def test_sine_needs_a_sine_task():
@@ -256,12 +310,15 @@ def test_winding_is_batched():
 
 
 # ---------------------------------------------------------------------- tracking and bias
-def test_tracking_reads_correlation_and_slope_of_the_linearised_frequency():
+def test_tracking_reads_correlations_and_slope_of_the_linearised_frequency():
     w = np.linspace(0.1, 0.6, 11)
-    corr, slope, intercept = sine.tracking(w, 1.3 * w + 0.02)
-    assert corr == pytest.approx(1) and slope == pytest.approx(1.3) and intercept == pytest.approx(0.02)
-    corr, slope, _ = sine.tracking(w, 0.7 - w)  # inverted
-    assert corr == pytest.approx(-1) and slope == pytest.approx(-1)
+    corr, rank_corr, slope, intercept = sine.tracking(w, 1.3 * w + 0.02)
+    assert corr == pytest.approx(1) and rank_corr == pytest.approx(1)
+    assert slope == pytest.approx(1.3) and intercept == pytest.approx(0.02)
+    corr, rank_corr, slope, _ = sine.tracking(w, 0.7 - w)  # inverted
+    assert corr == pytest.approx(-1) and rank_corr == pytest.approx(-1) and slope == pytest.approx(-1)
+    corr, rank_corr, _, _ = sine.tracking(w, np.exp(8 * w))  # curved but monotone: only Pearson is below 1
+    assert rank_corr == pytest.approx(1) and corr < 0.95
     assert all(math.isnan(v) for v in sine.tracking(w, np.full_like(w, 0.3)))  # flat: undefined
     assert all(math.isnan(v) for v in sine.tracking(w[:2], w[:2]))  # two points always fit a line
 
@@ -272,10 +329,85 @@ def test_tracking_reads_correlation_and_slope_of_the_linearised_frequency():
                                            (lambda w: w + 0.3 * np.sin(40 * w), False)])
 def test_tracking_criterion_needs_correlation_and_a_slope_within_an_octave(freq, met):
     w = np.linspace(0.1, 0.6, 51)
-    corr, slope, _ = sine.tracking(w, freq(w))
+    assert tracking_met(w, freq(w)) is met
+
+
+def tracking_met(w, freq):
+    """The tracking criterion on given linearised frequencies ``freq [K]`` at targets ``w [K]``."""
+    _, rank_corr, slope, _ = sine.tracking(w, freq)
     numbers = {"frac_one_complex_unstable_point": 1.0, "frac_limit_cycle": 1.0, "frac_point_inside_cycle": 1.0,
-               "corr": corr, "slope": slope}
-    assert sine.meets(numbers)["tracking"] is met
+               "rank_corr": rank_corr, "slope": slope}
+    return sine.meets(numbers)["tracking"]
+
+
+def staircase(w, levels):
+    """``w [K]`` rounded to the midpoint of one of ``levels`` equal bins of its range."""
+    step = np.ptp(w) / levels
+    return w.min() + (np.clip(np.floor((w - w.min()) / step), 0, levels - 1) + 0.5) * step
+
+
+def tied_rank_corr(counts):
+    """Spearman's rho of a monotone staircase with ``counts`` inputs per level, from the tie
+    formula sqrt(1 - sum(n^3 - n) / (K^3 - K)) (mid-ranks)."""
+    n = np.asarray(counts, dtype=np.float64)
+    k = n.sum()
+    return math.sqrt(1 - (n**3 - n).sum() / (k**3 - k))
+
+
+def test_tracking_passes_staircases_of_three_or_more_levels_and_no_switch():
+    """The rank-correlation threshold sits between the best switch and three equal levels:
+    a two-level relation reaches at most 0.894 (4 inputs, split 2/2); three equal levels of 51
+    inputs reach 0.943. Lowering MIN_RANK_CORR below 0.894 passes the switch; raising it
+    above 0.943 fails the three-level staircase."""
+    w4 = np.linspace(0.1, 0.6, 4)
+    switch = np.array([0.2, 0.2, 0.5, 0.5])
+    assert sine.tracking(w4, switch)[1] == pytest.approx(tied_rank_corr([2, 2])) == pytest.approx(0.894, abs=1e-3)
+    assert sine.tracking(w4, switch)[2] == pytest.approx(0.72)  # slope in the band: the correlation decides
+    assert not tracking_met(w4, switch)
+    w = np.linspace(0.1, 0.6, 51)
+    three = staircase(w, 3)
+    assert sine.n_levels(three) == 3 and sine.tracking(w, three)[0] < 0.95  # Pearson r would fail it
+    assert sine.tracking(w, three)[1] == pytest.approx(tied_rank_corr([17, 17, 17])) == pytest.approx(0.943, abs=1e-3)
+    assert tracking_met(w, three)
+    halves = staircase(w, 2)  # the best switch on many inputs: sqrt(3) / 2
+    assert sine.tracking(w, halves)[1] == pytest.approx(math.sqrt(3) / 2, abs=1e-3) and not tracking_met(w, halves)
+    rough = staircase(w, 12)
+    monotone = tied_rank_corr(np.unique(rough, return_counts=True)[1])
+    rough[[20, 21, 22]] = rough[15]  # a switching unit drops three inputs one level below their neighbours
+    assert sine.n_levels(rough) == 12 and 0.9 < sine.tracking(w, rough)[1] < monotone
+    assert tracking_met(w, rough)
+    assert not tracking_met(w, np.full_like(w, 0.35)) and not tracking_met(w, staircase(w, 6)[::-1])  # flat, reversed
+
+
+def test_distinct_levels_merge_round_off_only():
+    """Eigenvalues of one linearisation differ by round-off (~1e-12): one level; a real step
+    of 1e-6 rad/step is a level. MIN_SPREAD = 1e-13 splits the first, 1e-5 merges the second."""
+    assert sine.n_levels(np.array([0.2, 0.2 + 1e-12, 0.3, 0.3 + 1e-6, 0.3 - 1e-12])) == 3
+    assert sine.n_levels(np.array([])) == 0 and sine.n_levels(np.array([0.4])) == 1
+
+
+def test_the_scaffold_reads_a_staircase_flat_and_reversed_linearisation_end_to_end():
+    """Oscillators whose linearised (and cycle) frequency is a staircase of 3 levels (tracks),
+    of 2 levels (a switch), flat, or reversed, over 21 inputs; every other criterion is met."""
+    task = make_task("sine", n_freqs=21)
+    w = task.frequencies().numpy()
+    p = 4
+    extra = {"lo": torch.full((p,), w[0], dtype=F64), "width": torch.full((p,), np.ptp(w), dtype=F64),
+             "levels": torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=F64),
+             "reverse": torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=F64)}
+    pop = oscillator([1.2] * p, StaircaseOscillator(), extra=extra, task=task)
+    scaffolds = sine.compute(pop, find_fixed_points(pop, initial_states=box_states(p, 2, n=16)), ONE_LOOP_CHECK)
+    for s in scaffolds:
+        assert s.criteria["one_complex_unstable_point"] and s.criteria["limit_cycle"]
+        assert s.criteria["point_inside_cycle"]
+    three, two, flat, reverse = (s.numbers for s in scaffolds)
+    assert three["n_levels"] == 3 and three["rank_corr"] == pytest.approx(tied_rank_corr([7, 7, 7]))
+    assert three["corr"] < 0.95 and 0.5 <= three["slope"] <= 2 and scaffolds[0].canonical
+    assert two["n_levels"] == 2 and two["rank_corr"] == pytest.approx(tied_rank_corr([10, 11]))
+    assert 0.5 <= two["slope"] <= 2 and not scaffolds[1].criteria["tracking"]
+    assert flat["n_levels"] == 1 and math.isnan(flat["rank_corr"]) and not scaffolds[2].criteria["tracking"]
+    assert reverse["n_levels"] == 21 and reverse["rank_corr"] == pytest.approx(-1)
+    assert reverse["slope"] == pytest.approx(-1) and not scaffolds[3].criteria["tracking"]
 
 
 def test_bias_is_the_slope_of_relative_error_on_instability():

@@ -3,7 +3,10 @@
 Writes ``DIR/report/report.md``, ``DIR/report/claims.json`` (a list of objects with
 ``claim``, ``group``, ``value``, ``ci_low``, ``ci_high``, ``threshold``, ``verdict``
 (pass / fail / inconclusive), ``passed`` (true only for pass), ``n``, ``detail``) and PNG
-figures under ``DIR/report/figures/``.
+figures under ``DIR/report/figures/``. The report also shows the training standard per
+group (final held-out score and steps of the passed networks) and every claim recomputed
+on the error-matched subset (:func:`.claims.error_matched`) beside its verdict on all
+networks.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ..scaffold import SCAFFOLDS, FigureContext
 from ..store import MemberRow, RunStore
 from ..tasks import task_from_config
 from .analyze import jsonable, load_fixed_points, load_geometry, load_scaffolds, load_states, load_topology
-from .claims import THRESHOLDS, Claim, criteria_rates, scaffold_claims, separability_claims
+from .claims import THRESHOLDS, Claim, criteria_rates, error_matched, scaffold_claims, separability_claims
 
 TASK_ORDER = ("flipflop", "sine", "cdi")
 
@@ -68,7 +71,8 @@ def write_report(store: RunStore, n_permutations: int = 1000) -> Path:
 
     lines = ["# Universality benchmark report", "", f"Run directory: `{store.path}`", ""]
     lines += claims_table(claims)
-    lines += _pass_rates(rows)
+    lines += training_table(rows)
+    lines += matched_table(claims, evaluate(store, n_permutations, members=error_matched(rows)[0]), rows)
     for task in tasks:
         lines += [f"## Task: {task}", ""]
         lines += criteria_table(task, rows, scaffolds)
@@ -88,18 +92,29 @@ def _interval(low: float, high: float) -> str:
     return "" if math.isnan(low) else f"[{low:.2f}, {high:.2f}]"
 
 
+def _detail_value(value: Any) -> str:
+    if isinstance(value, float):
+        return fmt_number(value)
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
 def claims_table(claims: list[Claim]) -> list[str]:
     """The Markdown claims section: a heading, how to read it, one row per claim, the counts."""
     lines = ["## Claims", "",
              "Each claim, its measured value with its 95% interval, and a verdict: PASS when the interval lies "
              "on the claim's side of the threshold, FAIL when it lies wholly on the other side, INCONCLUSIVE when "
-             "it straddles it or too few networks passed. Thresholds and their reasons: docs/claims.md "
+             "it straddles it or too few networks passed. The group rows of a rate claim are non-inferiority rows: "
+             "PASS when the interval's lower end clears the threshold less the margin, FAIL only when the group "
+             "is shown below the threshold after Holm correction across the claim's groups; its pooled row (group "
+             "all) also fails when a group fails. Thresholds and their reasons: docs/claims.md "
              f"({json.dumps(THRESHOLDS)}); per-network criteria: the scaffold modules. Computed over members "
              "that passed their task; excluded members are counted per group.", "",
              "| claim | group | value | 95% CI | threshold | n | verdict | details |",
              "|---|---|---|---|---|---|---|---|"]
     for c in claims:
-        detail = ", ".join(f"{k}={fmt_number(v) if isinstance(v, float) else v}" for k, v in c.detail.items()
+        detail = ", ".join(f"{k}={_detail_value(v)}" for k, v in c.detail.items()
                            if k not in ("modes", "criteria", "other_metrics"))
         if "other_metrics" in c.detail:
             detail += ", " + ", ".join(f"{k}={fmt_number(v)}" for k, v in c.detail["other_metrics"].items())
@@ -133,21 +148,70 @@ def criteria_table(task: str, rows: list[MemberRow], scaffolds: dict[int, dict[s
     return lines
 
 
-def _pass_rates(rows: list[MemberRow]) -> list[str]:
+def _median_range(values: list[float], integer: bool = False) -> str:
+    """``median [min, max]`` of ``values`` ("n/a" when empty)."""
+    if not values:
+        return "n/a"
+    show = (lambda v: f"{v:.0f}") if integer else fmt_number
+    return f"{show(float(np.median(values)))} [{show(min(values))}, {show(max(values))}]"
+
+
+def training_table(rows: list[MemberRow]) -> list[str]:
+    """The Markdown training section: per task x architecture x activation, the counts of
+    passed / failed / diverged members and restarts, and the median [min, max] of the final
+    held-out score and of the training steps of the passed members."""
     groups: dict[tuple[str, str, str], list[MemberRow]] = defaultdict(list)
     for r in rows:
         groups[(r.task, r.arch, r.activation)].append(r)
-    lines = ["## Training", "", "Median score over the members that did not diverge (sign accuracy for the "
-             "flip-flop, NMSE for sine and cdi).", "",
-             "| task | arch | activation | passed | failed | diverged | restarts | median score |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["## Training", "", "The training standard each group reached: over the members that passed, the final "
+             "held-out score (sign accuracy for the flip-flop, NMSE for sine and cdi) and the training steps, as "
+             "median [min, max].", "",
+             "| task | arch | activation | passed | failed | diverged | restarts | score of passed | steps of passed |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (task, arch, act), members in sorted(groups.items()):
-        scores = [r.score for r in members if r.score is not None and r.status != "diverged"]
-        lines.append(f"| {task} | {arch} | {act} | {sum(r.passed for r in members)}/{len(members)} | "
+        passed = [r for r in members if r.passed]
+        scores = [r.score for r in passed if r.score is not None and math.isfinite(r.score)]
+        lines.append(f"| {task} | {arch} | {act} | {len(passed)}/{len(members)} | "
                      f"{sum(r.status == 'failed' for r in members)} | "
                      f"{sum(r.status == 'diverged' for r in members)} | {sum(r.restarts for r in members)} | "
-                     f"{fmt_number(float(np.median(scores))) if scores else 'n/a'} |")
+                     f"{_median_range(scores)} | {_median_range([float(r.steps) for r in passed], integer=True)} |")
     return lines + [""]
+
+
+def matched_table(claims: list[Claim], matched: list[Claim], rows: list[MemberRow]) -> list[str]:
+    """The Markdown error-matched section: per task the score band and the networks kept
+    (:func:`.claims.error_matched` of ``rows``), then every claim row's verdict on all
+    networks and on the error-matched subset (``matched``: the same claims evaluated on it),
+    rows that differ marked (``REVERSED`` for pass <-> fail)."""
+    kept, bands = error_matched(rows)
+    lines = ["## Claims on error-matched networks", "",
+             "Per task, only the passed networks whose final score lies in the band common to every architecture x "
+             "activation group (largest group minimum to smallest group maximum); docs/claims.md explains the "
+             "choice. A row marked DIFFERS has another verdict there; a move to INCONCLUSIVE can come from the "
+             "smaller n alone. REVERSED: pass on one, fail on the other.", "",
+             "| task | score band | networks kept / passed |", "|---|---|---|"]
+    for task, band in bands.items():
+        passed = [r.member for r in rows if r.task == task and r.passed]
+        shown = ("none: the groups' scores do not overlap" if band is None else
+                 f"[{band[0]:.4g}, {band[1]:.4g}]")
+        lines.append(f"| {task} | {shown} | {len(kept.intersection(passed))}/{len(passed)} |")
+    lines += ["", "| claim | group | all networks | error-matched | |", "|---|---|---|---|---|"]
+    now = {(c.claim, c.group): c for c in matched}
+    differ = reversed_ = 0
+    for c in claims:
+        m = now.get((c.claim, c.group))
+        shown = "n/a" if m is None else f"{m.verdict.upper()} ({fmt_number(m.value)}, n={m.n})"
+        flag = ""
+        if m is None or m.verdict != c.verdict:
+            differ += 1
+            flag = "DIFFERS"
+            if m is not None and {m.verdict, c.verdict} == {"pass", "fail"}:
+                reversed_ += 1
+                flag = "REVERSED"
+        lines.append(f"| {c.claim} | {c.group} | {c.verdict.upper()} ({fmt_number(c.value)}, n={c.n}) | {shown} | "
+                     f"{flag} |")
+    return lines + ["", f"{len(claims) - differ}/{len(claims)} claim rows agree; {differ} differ, {reversed_} of them "
+                    "reversed.", ""]
 
 
 def _task_figures(store: RunStore, task: str, rows: list[MemberRow], scaffolds: dict[int, dict[str, Any]],
