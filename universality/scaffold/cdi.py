@@ -3,54 +3,92 @@
 The paper's networks integrate the context's relevant stream along an approximate line
 attractor, a one-dimensional set of slow points at zero sensory input, read out by the
 output and selected by the context (Fig. 3a-d); their linear dynamics (the spectrum and
-the number of modes the response runs through, Fig. 3e/f) differ by architecture.
+the number of modes the response runs through, Fig. 3e/f) differ by architecture. What a
+line attractor *does* is hold what it integrated; this module tests that first and then
+looks for the line.
+
+**One time scale** (:class:`Timescales`). T is the task's trial length, R its output range
+(``task.output_range``, the largest integrated mean). Every time-scale threshold derives
+from ``tau* = T / ln(1 / KEPT) = T / ln 1.25`` (4.48 T), the time constant of a leaky
+integrator that keeps exactly ``KEPT = 0.8`` of its value over one trial (the task's pass
+threshold is the error of that integrator):
+
+* hold test: the kept fraction after a hold of H steps lies in ``[exp(-H / tau*),
+  exp(H / tau*)]``, ``[0.8, 1.25]`` for the default hold H = T;
+* drift rule: a point is slow when its readout drifts per step by at most ``|y - y0| /
+  tau*`` (y0 the readout where nothing is stored), the drift of the leakiest (or fastest
+  growing) linear line the hold test passes, at that stored value;
+* ``integrates``: ``|ln |lambda_1|| <= 1 / tau*``, the same bound on the top linear mode;
+* slow modes: ``|ln |lambda|| <= 1 / tau_slow`` with ``tau_slow = T / ln(1 / (1 -
+  exp(-T / tau*))) = T / ln 5`` (0.62 T): a faster mode keeps at most ``1 - 0.8 = 0.2``
+  of what it holds after one trial, less than the hold test's tolerance, so it cannot
+  carry a held value; the slow modes (time constant above 0.62 T, 7 times below tau*)
+  can. The cutoff sits well below tau*, so the top mode of a line that passes the hold is
+  far inside the slow subspace (no flipping in and out at the ``integrates`` boundary);
+* irrelevant stream: it may move the output by at most ``1 - exp(-T / tau*) = 0.2`` of
+  the pulsed value, the most the hold test lets a held value of that size move.
+
+For a linear line of time constant tau the hold test, the drift rule and ``integrates``
+change verdict together at tau = tau*.
+
+**Hold test** (:func:`hold_probes`, :func:`hold_test`; the headline, like the flip-flop's
+functional memory). Per context c, from the zero state, the task's noise-free probe
+trials (``task.hold_inputs``): a constant pulse of ``D = min(max_stimulus, T)`` steps
+whose integral is ``v``, for ``v in R * linspace(-1, 1, n_levels)`` (the longest stimulus
+the task trains, so the largest value R is reached at the largest stream mean), then
+``H`` steps (default T) at zero sensory input; once on the relevant stream (``stream =
+c``), once on the irrelevant one (``stream = 1 - c``); float64; y is the network's
+output (first channel). Per level: ``kept = y(end of hold) / y(end of stimulus)``
+(relevant probe) and ``moved = max_t |y(t)| / |v|`` over every step of the irrelevant
+probe. Context c holds when every level with ``|v| >= HOLD_FLOOR R`` (0.15 R) has
+``kept`` within the bounds and ``moved <= 0.2``. The floor: the task's pass threshold
+allows an RMS output error of ``sqrt(0.002 var(target)) = 0.0144 R`` (default task), an
+error (an offset of the output, say) that alone can move the kept fraction of a value
+below ``0.0144 R / 0.2 = 0.072 R`` out of the bounds; the floor is twice that, so a
+network with the tolerated error spends at most half the hold's tolerance on it. Every
+judged level counts, both signs: a line attractor holds every value it integrates.
 
 **Finding the line** (per context c, at the task's conditions: zero sensory input, context
-c on). Seeds: ``n_levels`` pulses on c's relevant channel ``SENSORY[c]`` (constant
-amplitudes ``m * linspace(-1, 1, n_levels)`` for one trial length from the zero state, m
-the task's largest stream mean, so the integrated targets reach across ``[-R, R]``; both
-signs, 0 included), then a hold at zero sensory input for ``hold`` steps (default one
-trial); the states at ``n_hold_samples`` evenly spaced times of the hold, the last at its
-end, are the seeds. The fast modes relax during the hold, so the seeds sit on the slow
-manifold where the network keeps what it integrated. A fixed-point search with slow
-points (:func:`~universality.dynamics.find_fixed_points`) runs from them. Minimising q
-along an approximate line collapses it onto its few true roots, so the line's points are
-the search's points *and* the seeds, admitted by two rules:
-
-* **timescale rule**: a point is kept when its drift over one trial moves the output by
-  less than ``drift_fraction = 10 %`` of the output range,
-  ``|W_out (F(h) - h)| * T < 0.1 R`` (T = the task's trial length; R = :func:`output_range`,
-  ``|scale| * T * m``, the largest integrated target magnitude). A point that moves the
-  output by less than a tenth of its range within one trial acts as memory on the task's
-  timescale;
-* **visited region**: points farther from the seeds' centroid than ``outlier`` (2) times
-  the farthest seed are dropped (e.g. GRU slow points at |h| ~ 14 where every gate
-  saturates, which no trial visits).
+c on). Seeds: the relevant probes' states at ``n_hold_samples`` evenly spaced times of the
+hold (the last at its end); the fast modes relax during the hold, so the seeds sit where
+the network keeps what it integrated. A fixed-point search with slow points
+(:func:`~universality.dynamics.find_fixed_points`) runs from them; the line's candidate
+points are the search's points and the seeds, minus those farther from the seeds'
+centroid than ``outlier`` (2) times the farthest seed (e.g. GRU slow points at |h| ~ 14
+where every gate saturates, which no trial visits). The **drift rule** above keeps the
+slow ones; y = W_out h (first output), y0 that of the zero-value probe's state at the end
+of its hold; values within ``DISTINCT R`` (1e-3 R) of y0 count as y0.
 
 **On the kept points** of each context (numbers per context ``_ctx{c}``):
 
 * ``curve_r2``: one-dimensionality. Each state coordinate is fitted by a polynomial of
-  degree ``CURVE_DEGREE`` (3) in the readout value ``y = W_out h`` (its first output,
-  rescaled to [-1, 1] over the points); ``curve_r2 = 1 - sum |h - h_fit(y)|^2 / sum |h -
-  mean h|^2``. A straight, curved or bent line parametrised by what it stores fits; points
-  spread in 2-D do not. 0 with fewer than ``MIN_DISTINCT`` distinct readout values
-  (values closer than 1e-3 R are one), where a cubic could pass through any points;
-* ``readout_span``: ``(max y - min y) / R`` over the points;
+  degree ``CURVE_DEGREE`` (3) in the readout y (rescaled to [-1, 1] over the points);
+  ``curve_r2 = 1 - sum |h - h_fit(y)|^2 / sum |h - mean h|^2``. A straight, curved or
+  bent line parametrised by what it stores fits; points spread in 2-D do not. 0 with
+  fewer than ``MIN_DISTINCT`` distinct readout values (closer than ``DISTINCT R`` are
+  one), where a cubic could pass through any points;
+* ``readout_span``: ``(max y - min y) / R``; ``signs``: how many signs (0-2) of stored
+  values ``y - y0`` of at least ``HOLD_FLOOR R`` the points reach;
 * ``line_pc1``: the old straightness test, variance share of the first principal
-  component (0 with fewer than 3 points), reported, no longer decisive;
-* ``slow_share``: the fitted curve's tangent ``t = d h_fit / dy`` at each point against the
-  *slow subspace* there, the span of the Jacobian's eigenmodes with time constant
-  ``tau = 1 / |ln|lambda|| >= T / 2`` (growing modes included: a slightly unstable line
-  drifts as slowly): ``|P_s t| / (|P_s t| + |P_f t|)`` with ``P_s = sum_slow r_k l_k^H``
-  the spectral projector (right/left eigenvectors) and ``P_f = I - P_s``; 1 when the
-  tangent lies in the slow subspace, 0 when it lies in the fast one; median over points
-  (a point whose Jacobian is defective, with no left eigenvectors, has none and is skipped);
+  component (0 with fewer than 3 points), reported;
+* ``tangent_cos``: the local tangent at each point, the least-squares slope dh/dy of the
+  kept points whose readout lies within ``WINDOW_LEVELS`` (1.5) level spacings (``2R /
+  (n_levels - 1)``) of the point's (neighbouring points along the line ordered by
+  readout), against the slow right-eigenspace there (span of the right eigenvectors of
+  the slow modes): ``cos`` of the angle between them, ``|Q Q^H t| / |t|`` with Q an
+  orthonormal basis of that span; median over points (a point whose window holds a
+  single readout value has no tangent and is skipped; a point without slow modes scores
+  0). 1.5 spacings reach the neighbouring levels' points when a hold keeps the written
+  values within [0.8, 1.25] (spacing at most 1.25) and not the next-but-one (at least 1.6);
 * ``top_eig`` / ``second_eig``: median |lambda_1| / |lambda_2|; ``n_slow``: median number
-  of slow modes;
+  of slow modes; ``n_unstable``: median number of modes growing faster than the slow
+  cutoff (``ln |lambda| > 1 / tau_slow``);
 * selection (Mante et al. 2013), from the slow subspace: the readout gain per unit input
-  that the slow modes integrate, ``|W_out P_s B e| / |scale|`` (B = dF/dx; 1 = the
-  task's integration gain) for the relevant and the irrelevant channel e (medians), their
-  ratio, and its sign (+1 relevant larger, -1 irrelevant larger, 0 equal);
+  that the slow modes integrate, ``|W_out P_s B e| / |scale|`` (``P_s = sum_slow r_k
+  l_k^H`` the spectral projector, B = dF/dx; 1 = the task's integration gain) for the
+  relevant and the irrelevant channel e (medians; a point whose Jacobian is defective,
+  with no left eigenvectors, is skipped), their ratio, and its sign (+1 relevant larger,
+  -1 irrelevant larger, 0 equal);
 * ``modes_90`` (Fig. 3f): the linearised readout response to a constant unit relevant
   input summed over T steps, ``W_out sum_k r_k l_k^T B e g_k`` with ``g_k = sum_{t<T}
   lambda_k^t``. Keeping modes in order of |lambda|, ``modes_90`` is the smallest number
@@ -60,11 +98,25 @@ the search's points *and* the seeds, admitted by two rules:
   the response accuracy keeping m = 1, 2, ... modes (m inside a pair: the whole pair);
   ``spectrum`` (Fig. 3e): the mean sorted |lambda|.
 
+**Signatures.** ``topology [4 C]``, per context: ``dimension`` of the slow set (0: no
+extended slow set, i.e. fewer than ``MIN_DISTINCT`` distinct values or a span below
+``span_fraction R``; 1: a curve, ``curve_r2 >= 0.9``; 2: spread beyond a curve),
+``signs`` (0-2), ``n_unstable`` (capped at ``UNSTABLE_CAP``), selection sign: what the
+scaffold is, not whether it met the criteria (no hold fraction, no tangent angle);
+:func:`distance` is L1. ``dynamics [6 C]``, per context: ``[has kept points, median
+|lambda_1|, median |lambda_2|, log10 selection ratio clipped to +-2 / 4, modes_90 / 10
+(capped), n_slow / 4 (capped)]``; a context without kept points has no linearisation:
+its flag is 0 and its entries are 0 and never compared. :func:`dynamics_distance` is the
+mean over the contexts *both* networks have of the per-context L1 difference of the
+entries; a pair that shares no context is ``UNSHARED`` (5, one unit per entry) apart, so
+networks without lines are nobody's particular neighbours (a missing line is a scaffold
+fact, read by the topology, not a difference of linear dynamics). It is not a metric.
+
 Invariance: eigenvalues, time constants, the selection gains and ratio and ``modes_90``
 are invariant to any invertible change of state coordinates (``W_out P_s B`` and the
-eigenvalues are); the timescale rule and ``readout_span`` read the output only;
-``curve_r2``, ``line_pc1``, ``slow_share`` and the visited-region rule use Euclidean
-norms, invariant to orthogonal changes of coordinates and permutations of units.
+eigenvalues are); the hold test, the drift rule, ``readout_span`` and ``signs`` read the
+output only; ``curve_r2``, ``line_pc1``, ``tangent_cos`` and the visited-region rule use
+Euclidean norms, invariant to orthogonal changes of coordinates and permutations of units.
 """
 
 from __future__ import annotations
@@ -82,24 +134,32 @@ from torch import Tensor
 
 from .. import verdicts
 from ..dynamics import FixedPointConfig, FixedPoints, eigendecompose, find_fixed_points, jacobians
+from ..dynamics.linearise import float64_params
 from ..population import READOUT_WEIGHT, Population
+from ..tasks.cdi import ContextIntegration
 from .base import Criterion, FigureContext, Scaffold, ScaffoldSpec, l1_distance
 
 log = logging.getLogger(__name__)
 
-#: Thresholds of the criteria (reasons in :data:`CRITERIA` and the module docstring).
+#: The hold test's bound: a held value keeps between KEPT and 1 / KEPT of itself over one
+#: trial. The one time scale tau* = T / ln(1 / KEPT) and every time-scale threshold derive
+#: from it (:class:`Timescales`).
+KEPT = 0.8
+#: Smallest |value| (in units of R) the hold test judges: twice 0.072 R, below which the
+#: task's tolerated RMS error (0.0144 R) alone can move a kept fraction out of its bounds.
+HOLD_FLOOR = 0.15
+#: Readout values closer than this (in units of R) are one value.
+DISTINCT = 1e-3
+#: Half-width of the local-tangent window, in spacings of the probed levels.
+WINDOW_LEVELS = 1.5
+#: Thresholds of the line criteria that are not time scales (reasons in :data:`CRITERIA`).
 THRESHOLDS: dict[str, float] = {
-    "drift_fraction": 0.1,  # timescale rule: output drift over one trial < 0.1 R
-    "span_fraction": 0.5,  # the kept points' readout span >= 0.5 R
+    "span_fraction": 1.0,  # the kept points' readout span >= 1.0 R
     "curve_r2": 0.9,  # variance explained by the curve y -> h_fit(y)
-    "slow_timescale": 0.5,  # slow modes: tau >= 0.5 T
-    "slow_share": 0.9,  # tangent's share in the slow subspace
-    "top_eig_tol": 0.02,  # | |lambda_1| - 1 | <= 0.02
+    "tangent_cos": 1 / math.sqrt(2),  # local tangent within 45 degrees of the slow right-eigenspace
     "line_pc1": 0.9,  # the old straightness test (reported only)
     "response_fraction": 0.9,  # modes_90: modes reproducing 90 % of the response
 }
-#: Sensory input channels (then the context channels, see ``tasks/cdi.py``); context k selects channel k.
-SENSORY = (0, 1)
 #: Degree of the polynomial curve h_fit(y) of the one-dimensionality test.
 CURVE_DEGREE = 3
 #: Fewest distinct readout values a line needs: twice the cubic's 4 coefficients, so the
@@ -109,39 +169,111 @@ MIN_DISTINCT = 2 * (CURVE_DEGREE + 1)
 MODES_CAP = 10
 #: The number of slow modes enters the dynamics signature capped at this, divided by it.
 SLOW_CAP = 4
+#: The number of fast-growing modes enters the topology signature capped at this.
+UNSTABLE_CAP = 2
+#: Entries per context of the dynamics signature after its flag; also the distance of two
+#: networks that share no context with kept points (one unit per entry).
+DYNAMICS_ENTRIES = 5
+UNSHARED = float(DYNAMICS_ENTRIES)
 _FLOOR = 1e-12  # |1 - lambda| below which g = T; smallest denominators
+
+
+@dataclass(frozen=True)
+class Timescales:
+    """Every time-scale threshold, from one ``tau* = T / ln(1 / KEPT)`` (module docstring).
+
+    ``n_time``: T, the task's trial length (steps). All rates are per step.
+    """
+
+    n_time: int
+
+    @property
+    def tau_star(self) -> float:
+        """tau*, the time constant of the leaky integrator that keeps KEPT over one trial."""
+        return self.n_time / math.log(1 / KEPT)
+
+    def hold_bounds(self, hold: int) -> tuple[float, float]:
+        """The kept fraction a hold of ``hold`` steps allows: ``exp(-+hold / tau*)``."""
+        return math.exp(-hold / self.tau_star), math.exp(hold / self.tau_star)
+
+    @property
+    def rate(self) -> float:
+        """``1 / tau*``: the drift rule's relative drift per step and the bound on ``|ln |lambda_1||``."""
+        return 1 / self.tau_star
+
+    @property
+    def tolerance(self) -> float:
+        """``1 - exp(-T / tau*)`` (0.2): what one trial's hold may take from a held value;
+        a mode keeping less is fast, and the irrelevant stream may move the output by this
+        fraction of the pulsed value."""
+        return 1 - math.exp(-self.n_time / self.tau_star)
+
+    @property
+    def tau_slow(self) -> float:
+        """``T / ln(1 / tolerance)`` (T / ln 5): modes with a longer time constant are slow."""
+        return self.n_time / math.log(1 / self.tolerance)
+
 
 CRITERIA: tuple[Criterion, ...] = (
     Criterion(
-        "line_attractor",
-        "In both contexts, the slow points kept by the timescale rule (output drift over one trial "
-        "< 0.1 R) form a line: >= 8 distinct readout values spanning >= 0.5 R, a cubic curve in the "
-        "readout value explains >= 90 % of their variance, the curve's tangent has >= 90 % of its "
-        "norm in the slow subspace (modes with time constant >= half a trial), the median top "
-        "|lambda| is within 0.02 of 1, and the slow modes carry more of the relevant than of the "
-        "irrelevant input to the readout.",
-        "Fig. 3a-d: each context integrates its relevant stream along an approximate line attractor "
-        "of slow points and ignores the other stream. The line is searched where the paper looks, at "
-        "zero sensory input with the context on, seeded where the network keeps pulses it integrated. "
-        "Timescale rule: a point that moves the output by < 10 % of its range within a trial acts as "
-        "memory on the task's timescale. One-dimensional: 90 % of the variance, as the old PC1 test, "
-        "but along a curve parametrised by the stored value, so curved and bent (relu) lines pass and "
-        "2-D spreads fail. Span 0.5 R: a line holding memories must reach across the outputs; half the "
-        "target values a trial asks to hold (|y| = |mu| R t / T, mu and t / T uniform) lie within "
-        "0.19 R, about 60 % within 0.25 R, so a span of 0.5 R covers most of them, while a leaky "
-        "cluster of slow points around one value spans far less. Tangent in the slow subspace: the line "
-        "is a slow direction of the dynamics, not a sideways drift through fast modes; tau >= T/2 is "
-        "the time constant on which a memory survives a trial, 90 % as for the curve. |lambda_1| "
-        "within 0.02 of 1: time constant >= 50 steps (half the reference trial of 100 steps; "
-        "1 - exp(-2/100) = 0.0198). Selection is read from all slow modes (the projector), not from "
-        "r_1 alone, which is ill-conditioned when lambda_2 is near lambda_1.",
+        "hold",
+        f"In both contexts, every value v with |v| >= {HOLD_FLOOR} R among the probe values R * linspace(-1, 1, "
+        "n_levels) (13 by default), "
+        "integrated from the zero state by a noise-free pulse on the relevant stream (the task's longest stimulus), "
+        f"is held at zero sensory input for one trial: y(end of hold) / y(end of stimulus) in [{KEPT}, {1 / KEPT:g}] "
+        "(y the network's output); and the same pulses on the irrelevant stream move the output "
+        f"by at most {1 - KEPT:.1f} |v| at every step (float64).",
+        "What a line attractor does (Fig. 3): it keeps the value it integrated and ignores the other stream. "
+        f"The bounds are the one time scale tau* = T / ln(1 / {KEPT}) = 4.5 T: a leaky integrator with tau* keeps "
+        f"{KEPT} of its value over a trial, and the task's pass threshold is that integrator's error, so a network "
+        "that holds less is leakier than the task allows; 1.25 is the same rate of growth. The irrelevant stream "
+        f"may move the output by {1 - KEPT:.1f} of the pulsed value, the most the hold lets a held value of that "
+        f"size move. Levels below {HOLD_FLOOR} R are not judged: the task's tolerated RMS error (0.0144 R at its "
+        f"pass threshold) alone could move their fraction out of the bounds below 0.072 R; {HOLD_FLOOR} R is "
+        "twice that. Every judged level counts, both signs: a line attractor holds every value it integrates.",
+    ),
+    Criterion(
+        "one_dimensional",
+        "In both contexts, the slow points (readout drift per step at most |y - y0| / tau*) form a line along a "
+        f"slow direction: >= {MIN_DISTINCT} distinct readout values spanning >= {THRESHOLDS['span_fraction']:g} R, "
+        f"a cubic curve in the readout explains >= {THRESHOLDS['curve_r2']:.0%} of their variance, and the median "
+        "local tangent (slope over the points within 1.5 level spacings) lies within 45 degrees of the slow "
+        "right-eigenspace (modes with time constant >= T / ln 5).",
+        "Fig. 3a-d: the network integrates along a one-dimensional set of slow points. Drift rule: a point drifts "
+        "no faster than the leakiest line the hold test passes (tau*), at its stored value y - y0, so a linear "
+        "line is kept exactly when it holds. Span R: half the range of written values [-R, R]; a line that holds "
+        "them keeps points up to 0.8 of the largest on both sides (span 1.6 R at unit gain), a cluster of slow "
+        "points around one value far less. One-dimensional: 90 % of the variance along a curve parametrised by "
+        "the stored value, so curved and bent (ReLU) lines pass and 2-D spreads fail. Tangent: the line is a "
+        "slow direction of the dynamics, not a sideways drift through fast modes; within 45 degrees means nearer "
+        "the slow subspace than its orthogonal complement, and a window straddling the bend of a piecewise-linear "
+        "line averages the two pieces' directions, which for bends up to 90 degrees stays within 45 degrees of "
+        "each. Slow modes keep more than 0.2 of a value over a trial (the hold's tolerance); the cutoff sits 7 "
+        "times below tau*, so the top mode of a line that holds is never near it. The tangent is local: one "
+        "global cubic's derivative mis-measures piecewise-linear lines.",
+    ),
+    Criterion(
+        "selection",
+        "In both contexts, the slow modes carry more of the relevant than of the irrelevant input to the readout "
+        "(median |W_out P_s B e| over the slow points, P_s the spectral projector on the slow modes).",
+        "Mante et al. (2013) and Fig. 3: the context selects which stream the line integrates, visible in the "
+        "linearisation as the input the slow modes pass to the readout. Read from all slow modes (the "
+        "projector), not from r_1 alone, which is ill-conditioned when lambda_2 is near lambda_1.",
+    ),
+    Criterion(
+        "integrates",
+        "In both contexts, the median top |lambda| over the slow points satisfies |ln |lambda_1|| <= 1 / tau*.",
+        "The hold test's bound on the linearisation: a linear mode with |ln |lambda|| = 1 / tau* keeps exactly "
+        f"{KEPT} (or grows to {1 / KEPT:g}) over a trial. Reported beside the hold test, which measures the same "
+        "time scale on the network itself.",
+        headline=False,
     ),
     Criterion(
         "pc1_line",
-        "In both contexts, the first principal component of the kept points explains >= 90 % of their "
-        "variance (at least 3 points).",
-        "The old straightness test, on the same points, reported beside the line criterion so the "
-        "change is visible: it fails curved and piecewise-linear lines that are one-dimensional.",
+        "In both contexts, the first principal component of the slow points explains >= 90 % of their variance "
+        "(at least 3 points).",
+        "The old straightness test, on the same points, reported beside the line criterion so the change is "
+        "visible: it fails curved and piecewise-linear lines that are one-dimensional.",
         headline=False,
     ),
 )
@@ -151,12 +283,11 @@ CRITERIA: tuple[Criterion, ...] = (
 class CdiConfig:
     """Settings of :func:`compute` (module docstring).
 
-    ``n_levels`` (odd, so 0 is one) pulse amplitudes ``m * linspace(-1, 1, n_levels)`` (m
-    the task's ``mean_max``, its ``noise`` if that is 0) held for a trial length, then a
-    hold of ``hold`` steps (default: the trial length) sampled at ``n_hold_samples``
-    times; ``outlier``: the visited-region rule; ``n_spectrum``: leading sorted |lambda|
-    reported; ``chunk``: members linearised at once (memory); ``fixed_points``: the
-    search settings (slow points included).
+    ``n_levels`` (odd, >= 3, so 0 is one) probe values ``R * linspace(-1, 1, n_levels)``;
+    a hold of ``hold`` steps (default: the trial length) sampled at ``n_hold_samples``
+    times for the seeds; ``outlier``: the visited-region rule; ``n_spectrum``: leading
+    sorted |lambda| reported; ``chunk``: members linearised at once (memory);
+    ``fixed_points``: the search settings (slow points included).
     """
 
     n_levels: int = 13
@@ -168,8 +299,8 @@ class CdiConfig:
     fixed_points: FixedPointConfig = field(default_factory=lambda: FixedPointConfig(include_slow=True))
 
     def __post_init__(self) -> None:
-        if self.n_levels < 1 or self.n_levels % 2 == 0:
-            raise ValueError(f"CdiConfig.n_levels must be a positive odd number (0 is a level), got {self.n_levels}")
+        if self.n_levels < 3 or self.n_levels % 2 == 0:
+            raise ValueError(f"CdiConfig.n_levels must be an odd number >= 3 (0 is a level), got {self.n_levels}")
         for name in ("n_hold_samples", "chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CdiConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -177,40 +308,35 @@ class CdiConfig:
             raise ValueError(f"CdiConfig.hold must be >= n_hold_samples, got {self.hold}")
 
 
-def output_range(task: Any) -> float:
-    """R, the largest integrated target magnitude: ``|scale| * n_time * m`` (m the largest
-    stream mean, the noise std when that is 0)."""
-    return abs(float(task.scale)) * int(task.n_time) * _amplitude(task)
-
-
-def _amplitude(task: Any) -> float:
-    return float(getattr(task, "mean_max", 0.0)) or float(getattr(task, "noise", 1.0))
-
-
 # ---------------------------------------------------------------------- compute
 def compute(population: Population, fixed_points: FixedPoints, config: CdiConfig | None = None) -> list[Scaffold]:
     """One :class:`Scaffold` per member (module docstring).
 
     ``fixed_points`` are those at the task's conditions ``[C=2, I]`` (each context, zero
-    sensory input): their conditions are where the lines are searched afresh, from pulse
-    seeds (the generic search samples a line sparsely).
+    sensory input): their conditions are where the lines are searched afresh, from the
+    hold probes' states (the generic search samples a line sparsely).
     """
     cfg = CdiConfig() if config is None else config
+    task = _cdi_task(population)
     cond = fixed_points.conditions.to(torch.float64)
-    if cond.shape != (2, population.task.input_size) or cond[:, list(SENSORY)].abs().amax() > 0:
+    if cond.shape != (2, task.input_size) or cond[:, list(task.SENSORY)].abs().amax() > 0:
         raise ValueError(
             "cdi scaffold: fixed_points must be found at the task's conditions (each context with zero "
-            f"sensory input, [2, {population.task.input_size}]); got conditions {cond.tolist()}"
+            f"sensory input, [2, {task.input_size}]); got conditions {cond.tolist()}"
         )
-    seeds = pulse_seeds(population, cond, cfg)  # [P, C, K, S]
+    times = Timescales(int(task.n_time))
+    out_range = float(task.output_range)
+    probes = hold_probes(population, cfg)
+    held = hold_test(probes["outputs"], probes["values"], probes["n_stimulus"], out_range, times)
+    seeds = probes["seeds"]  # [P, C, K, S]
     fp = find_fixed_points(population, conditions=cond, initial_states=seeds, config=cfg.fixed_points)
-    points = torch.cat([fp.points, seeds.cpu()], 2)  # [P, C, N + K, S]
-    centre = seeds.cpu().mean(2, keepdim=True)
-    radius = (seeds.cpu() - centre).norm(dim=-1).amax(-1, keepdim=True)  # [P, C, 1]
+    points = torch.cat([fp.points, seeds], 2)  # [P, C, N + K, S]
+    centre = seeds.mean(2, keepdim=True)
+    radius = (seeds - centre).norm(dim=-1).amax(-1, keepdim=True)  # [P, C, 1]
     inside = (points - centre).norm(dim=-1) <= cfg.outlier * radius
     mask = torch.cat([fp.mask, torch.ones(seeds.shape[:3], dtype=torch.bool)], 2) & inside
-    task = population.task
     readout = _readout_matrix(population)
+    window = WINDOW_LEVELS * 2 * out_range / (cfg.n_levels - 1)
     chunks = []
     for start in range(0, len(population), cfg.chunk):
         part = slice(start, start + cfg.chunk)
@@ -221,34 +347,85 @@ def compute(population: Population, fixed_points: FixedPoints, config: CdiConfig
                                   inputs.reshape(p, c * n, -1).to(sub.device))
         chunks.append(line_statistics(
             points[part], mask[part], (f.cpu() - points[part].reshape(p, c * n, s)).view(p, c, n, s),
-            jac.cpu().view(p, c, n, s, s), jac_x.cpu().view(p, c, n, s, -1), readout[part],
-            task.n_time, output_range(task), float(getattr(task, "scale", 1.0)), cfg.n_spectrum,
+            jac.cpu().view(p, c, n, s, s), jac_x.cpu().view(p, c, n, s, -1), readout[part], probes["rest"][part],
+            times, out_range, window, float(task.scale), task.SENSORY, cfg.n_spectrum,
         ))
     stats = {k: torch.cat([ch[k] for ch in chunks]) for k in chunks[0]}
+    stats.update(held)
     stats["n_found"] = fp.mask.sum(-1)
-    scaffolds = [_scaffold(stats, i) for i in range(len(population))]
-    log.info("cdi scaffold: %d of %d members canonical", sum(s.canonical for s in scaffolds), len(scaffolds))
+    scaffolds = [_scaffold(stats, i, times) for i in range(len(population))]
+    log.info("cdi scaffold: %d of %d members canonical, %d hold in both contexts",
+             sum(s.canonical for s in scaffolds), len(scaffolds), sum(s.criteria["hold"] for s in scaffolds))
     return scaffolds
 
 
-def pulse_seeds(population: Population, contexts: Tensor, config: CdiConfig) -> Tensor:
-    """Seeds ``[P, C, L * K, S]`` (float64): for each context row of ``contexts [C, I]``,
-    the states after a pulse of each of the ``L = n_levels`` amplitudes on the context's
-    relevant channel (one trial length) at ``K = n_hold_samples`` times of the hold at
-    zero sensory input that follows (evenly spaced, the last at its end)."""
-    task = population.task
+def hold_probes(population: Population, config: CdiConfig) -> dict[str, Any]:
+    """The hold probes (module docstring), run from the zero state in float64.
+
+    Returns ``outputs [P, C, 2, L, D + H]`` (first readout channel; axis 2: the relevant,
+    then the irrelevant stream; L = ``n_levels`` values ``values [L]`` = R *
+    linspace(-1, 1, L), D = ``n_stimulus`` stimulus steps, H hold steps), ``seeds [P, C, L
+    * K, S]`` (the relevant probes' states at K = ``n_hold_samples`` evenly spaced hold
+    times, the last at its end) and ``rest [P, C, S]`` (the zero-value relevant probe's
+    state at the end of its hold).
+    """
+    task = _cdi_task(population)
     n_time = int(task.n_time)
+    n_stimulus = min(int(task.max_stimulus), n_time)
     hold = config.hold if config.hold is not None else n_time
-    levels = _amplitude(task) * torch.linspace(-1, 1, config.n_levels, dtype=torch.float64)
-    c, i = contexts.shape
-    inputs = contexts.to(torch.float64)[:, None, None, :].repeat(1, config.n_levels, n_time + hold, 1)
-    for ctx in range(c):
-        inputs[ctx, :, :n_time, SENSORY[ctx]] = levels[:, None]
+    values = float(task.output_range) * torch.linspace(-1, 1, config.n_levels, dtype=torch.float64)
+    inputs = torch.stack([
+        torch.stack([task.hold_inputs(values, ctx, stream, n_stimulus, hold) for stream in (ctx, 1 - ctx)])
+        for ctx in range(2)
+    ]).to(population.device, torch.float64)  # [C, 2, L, D + H, I]
+    c, _, n_levels, steps, n_in = inputs.shape
+    flat = inputs.reshape(-1, steps, n_in).expand(len(population), -1, -1, -1)  # [P, B, D + H, I]
+    params = {name: v.detach().to(torch.float64) for name, v in population.params.items()}
+    cell_params = float64_params(population)
+    times = [n_stimulus + (hold * k) // config.n_hold_samples - 1 for k in range(1, config.n_hold_samples + 1)]
+    h = population.initial_state(flat.shape[1], torch.float64)
+    outputs, sampled = [], []
     with torch.no_grad():
-        states, _ = population.run(inputs.reshape(c * config.n_levels, n_time + hold, i))  # [P, C*L, T+H, S]
-    times = [n_time + (hold * k) // config.n_hold_samples - 1 for k in range(1, config.n_hold_samples + 1)]
-    picked = states[:, :, times].to(torch.float64)  # [P, C*L, K, S]
-    return picked.reshape(len(population), c, -1, picked.shape[-1])
+        for t in range(steps):
+            h = population.step(flat[:, :, t], h, cell_params)
+            outputs.append(population.readout(h, params)[..., 0])
+            if t in times:
+                sampled.append(h)
+    p, s = len(population), h.shape[-1]
+    states = torch.stack(sampled, 2).view(p, c, 2, n_levels, len(times), s)[:, :, 0].cpu()  # relevant probes
+    return {
+        "outputs": torch.stack(outputs, -1).view(p, c, 2, n_levels, steps).cpu(),
+        "values": values,
+        "n_stimulus": n_stimulus,
+        "seeds": states.reshape(p, c, n_levels * len(times), s),
+        "rest": states[:, :, n_levels // 2, -1],
+    }
+
+
+def hold_test(outputs: Tensor, values: Tensor, n_stimulus: int, out_range: float,
+              timescales: Timescales) -> dict[str, Tensor]:
+    """The hold verdict from the probes' ``outputs [P, C, 2, L, D + H]`` (axis 2: relevant,
+    irrelevant stream) at ``values [L]``.
+
+    Per level, ``kept`` (relevant probe: the output at the end of the hold over the output
+    at the end of the stimulus, step ``n_stimulus - 1``), ``moved`` (irrelevant probe: the
+    largest |output| over all steps / |v|) and ``gain`` (relevant output at the end of the
+    stimulus / v). Returns ``[P, C]`` tensors over the levels with |v| >= HOLD_FLOOR *
+    ``out_range``: ``held`` (every such level has ``kept`` within
+    ``timescales.hold_bounds(H)`` and ``moved <= timescales.tolerance``; NaN fails),
+    ``kept_min``, ``kept_max``, ``moved`` (largest) and ``gain`` (median).
+    """
+    judged = values.abs() >= HOLD_FLOOR * out_range  # [L]
+    if not bool(judged.any()):
+        raise ValueError(f"hold_test: no probe value reaches {HOLD_FLOOR} R")
+    v = values[judged]
+    stored = outputs[:, :, 0, judged, n_stimulus - 1]
+    kept = outputs[:, :, 0, judged, -1] / stored
+    moved = outputs[:, :, 1, judged].abs().amax(-1) / v.abs()
+    lo, hi = timescales.hold_bounds(outputs.shape[-1] - n_stimulus)
+    ok = (kept >= lo) & (kept <= hi) & (moved <= timescales.tolerance)
+    return {"held": ok.all(-1), "kept_min": kept.amin(-1), "kept_max": kept.amax(-1), "moved": moved.amax(-1),
+            "gain": (stored / v).median(-1).values}
 
 
 def line_statistics(
@@ -258,49 +435,54 @@ def line_statistics(
     jacobian: Tensor,
     input_jacobian: Tensor,
     readout: Tensor,
-    n_time: int,
+    rest: Tensor,
+    timescales: Timescales,
     out_range: float,
+    window: float,
     scale: float = 1.0,
+    sensory: Sequence[int] = (0, 1),
     n_spectrum: int = 10,
 ) -> dict[str, Tensor]:
     """Per-member, per-context statistics of the candidate ``points [P, C, N, S]``
-    (``mask [P, C, N]``; context c's relevant channel ``SENSORY[c]``) with their drift
+    (``mask [P, C, N]``; context c's relevant channel ``sensory[c]``) with their drift
     ``F(h) - h [P, C, N, S]``, ``jacobian`` dF/dh ``[P, C, N, S, S]`` and
-    ``input_jacobian`` dF/dx ``[P, C, N, S, I]``, under ``readout [P, O, S]``, for trials
-    of ``n_time`` steps, output range ``out_range`` (R) and integration gain ``scale``.
+    ``input_jacobian`` dF/dx ``[P, C, N, S, I]``, under ``readout [P, O, S]``; ``rest [P,
+    C, S]`` is where nothing is stored (y0), ``out_range`` R, ``window`` the local
+    tangent's half-width (readout units) and ``scale`` the integration gain.
 
-    Returns ``[P, C]`` tensors ``n_candidates``, ``n_points`` (kept), ``n_distinct``,
-    ``readout_span`` (in units of R), ``curve_r2``, ``line_pc1``, ``slow_share``,
-    ``top_eig``, ``second_eig``, ``n_slow``, ``selection_relevant``,
-    ``selection_irrelevant``, ``selection_ratio``, ``modes_90`` (NaN where a context keeps
-    no point), ``spectrum [P, C, n_spectrum']`` and ``response_curve [P, C, n_spectrum']``.
+    Returns ``[P, C]`` tensors ``n_candidates``, ``n_points`` (kept by the drift rule),
+    ``n_distinct``, ``readout_span`` (in units of R), ``signs``, ``curve_r2``,
+    ``line_pc1``, ``tangent_cos``, ``top_eig``, ``second_eig``, ``n_slow``,
+    ``n_unstable``, ``selection_relevant``, ``selection_irrelevant``,
+    ``selection_ratio``, ``modes_90`` (NaN where a context keeps no point), ``spectrum
+    [P, C, n_spectrum']`` and ``response_curve [P, C, n_spectrum']`` (zeros there).
     """
-    t = THRESHOLDS
     p, c, n, s = points.shape
     w = readout.to(torch.float64)
     y = torch.einsum("pos,pcns->pcno", w, points)[..., 0]
-    out_drift = torch.einsum("pos,pcns->pcno", w, drift).norm(dim=-1) * n_time
-    keep = mask & (out_drift < t["drift_fraction"] * out_range)
-    curve = curve_fit(points, y, keep, distinct_tol=1e-3 * out_range)
+    stored = y - torch.einsum("pos,pcs->pco", w, rest.to(torch.float64))[..., :1]
+    out_drift = torch.einsum("pos,pcns->pcno", w, drift).norm(dim=-1)
+    keep = mask & (out_drift * timescales.tau_star <= stored.abs().clamp_min(DISTINCT * out_range))
+    curve = curve_fit(points, y, keep, distinct_tol=DISTINCT * out_range)
     pc1 = first_component(points, keep)
+    big = keep & (stored.abs() >= HOLD_FLOOR * out_range)
+    signs = (big & (stored > 0)).any(-1).to(torch.int64) + (big & (stored < 0)).any(-1).to(torch.int64)
 
     eigenvalues, right, left = eigendecompose(jacobian)
     absval = eigenvalues.abs()
-    slow = absval.log().abs() <= 1 / (t["slow_timescale"] * n_time)  # [P, C, N, S]: tau >= T / 2
-    tangent = curve["tangent"].to(right.dtype).unsqueeze(-1)
-    on_slow = right @ (slow.unsqueeze(-1) * (left @ tangent))  # P_s t
-    ps, pf = on_slow.norm(dim=(-2, -1)), (tangent - on_slow).norm(dim=(-2, -1))
-    # 0 for a zero tangent; NaN (skipped by the medians) where the point has no left eigenvectors
-    share = torch.where(ps + pf == 0, 0.0, ps / (ps + pf))
+    rate = absval.log()  # per-step log growth of each mode
+    slow = rate.abs() <= 1 / timescales.tau_slow  # [P, C, N, S]
+    unstable = rate > 1 / timescales.tau_slow
+    cos = slow_alignment(local_tangents(points, y, keep, window, DISTINCT * out_range), right, slow)
 
     wr = torch.einsum("pos,pcnsk->pcnok", w.to(right.dtype), right)  # readout of each mode
     lb = left @ input_jacobian.to(left.dtype)  # [P, C, N, S(modes), I]: each mode's input drive
-    relevant = torch.tensor(SENSORY[:c]).view(1, c, 1, 1, 1).expand(p, c, n, s, 1)
+    relevant = torch.tensor(list(sensory)[:c]).view(1, c, 1, 1, 1).expand(p, c, n, s, 1)
     lb_rel, lb_irr = lb.gather(-1, relevant)[..., 0], lb.gather(-1, relevant.flip(1))[..., 0]
     sel_rel = (wr * (slow * lb_rel).unsqueeze(-2)).sum(-1).norm(dim=-1) / abs(scale)
     sel_irr = (wr * (slow * lb_irr).unsqueeze(-2)).sum(-1).norm(dim=-1) / abs(scale)
     k = min(n_spectrum, s)
-    modes, accuracy, finite = response_modes(eigenvalues, wr, lb_rel, n_time, k)
+    modes, accuracy, finite = response_modes(eigenvalues, wr, lb_rel, timescales.n_time, k)
 
     def med(x: Tensor) -> Tensor:
         return torch.where(keep, x.to(torch.float64), math.nan).nanmedian(-1).values
@@ -313,12 +495,14 @@ def line_statistics(
         "n_points": n_points,
         "n_distinct": curve["n_distinct"],
         "readout_span": curve["span"] / out_range,
+        "signs": signs,
         "curve_r2": curve["r2"],
         "line_pc1": pc1,
-        "slow_share": med(share),
+        "tangent_cos": med(cos),
         "top_eig": med(absval[..., 0]),
         "second_eig": med(absval[..., 1] if s > 1 else torch.zeros_like(absval[..., 0])),
         "n_slow": med(slow.sum(-1)),
+        "n_unstable": med(unstable.sum(-1)),
         "selection_relevant": rel,
         "selection_irrelevant": irr,
         "selection_ratio": torch.where((rel == 0) & (irr == 0), 1.0, rel / irr.clamp_min(_FLOOR)),
@@ -336,8 +520,7 @@ def curve_fit(points: Tensor, y: Tensor, keep: Tensor, degree: int = CURVE_DEGRE
 
     Returns ``r2 [P, C]`` (``1 - residual / total`` sum of squares; 0 with fewer than
     :data:`MIN_DISTINCT` distinct ``y`` values, values within ``distinct_tol`` being one,
-    or no spread), ``span [P, C]`` (max - min of the kept ``y``), ``n_distinct [P, C]`` and
-    ``tangent [P, C, N, S]`` (d h_fit / dy at each point's ``y``).
+    or no spread), ``span [P, C]`` (max - min of the kept ``y``) and ``n_distinct [P, C]``.
     """
     wgt = keep.to(points.dtype)
     any_kept = keep.any(-1)
@@ -358,9 +541,40 @@ def curve_fit(points: Tensor, y: Tensor, keep: Tensor, degree: int = CURVE_DEGRE
     n_distinct = any_kept.to(torch.int64) + gaps.sum(-1)
     enough = (n_distinct >= MIN_DISTINCT) & (total > 0)
     r2 = torch.where(enough, 1 - residual / total.clamp_min(1e-300), 0.0)
-    slope = torch.where(powers > 0, powers * u.unsqueeze(-1) ** (powers - 1).clamp_min(0), 0.0)
-    tangent = (slope @ coef) / half[..., None, None]
-    return {"r2": r2, "span": span, "n_distinct": n_distinct, "tangent": tangent}
+    return {"r2": r2, "span": span, "n_distinct": n_distinct}
+
+
+def local_tangents(points: Tensor, y: Tensor, keep: Tensor, window: float, distinct_tol: float = 0.0) -> Tensor:
+    """The line's local direction at each point, ``[P, C, N, S]``: the least-squares slope
+    dh/dy of the kept ``points [P, C, N, S]`` whose readout ``y [P, C, N]`` lies within
+    ``window`` of the point's; NaN where those readouts span no more than
+    ``distinct_tol`` (one value: no direction) or the point is not kept."""
+    near = keep.unsqueeze(-1) & keep.unsqueeze(-2) & ((y.unsqueeze(-1) - y.unsqueeze(-2)).abs() <= window)
+    wgt = near.to(points.dtype)  # [P, C, N (point), N (neighbour)]
+    count = wgt.sum(-1, keepdim=True).clamp_min(1)
+    y_mean = (wgt @ y.unsqueeze(-1)) / count  # [P, C, N, 1]
+    var = (wgt @ (y**2).unsqueeze(-1)) / count - y_mean**2
+    cov = (wgt @ (y.unsqueeze(-1) * points)) / count - y_mean * (wgt @ points) / count
+    ys = y.unsqueeze(-2).expand_as(near)
+    spread = torch.where(near, ys, -math.inf).amax(-1) - torch.where(near, ys, math.inf).amin(-1)
+    return torch.where((spread > distinct_tol).unsqueeze(-1), cov / var.clamp_min(1e-300), math.nan)
+
+
+def slow_alignment(tangent: Tensor, right: Tensor, slow: Tensor) -> Tensor:
+    """``cos`` of the angle between ``tangent [..., S]`` and the span of the right
+    eigenvectors (columns of ``right [..., S, S]``) that ``slow [..., S]`` marks:
+    ``|Q Q^H t| / |t|``, Q an orthonormal basis of the span (from an SVD; singular values
+    below ``S eps`` of the largest do not count). ``[...]``: 0 where no mode is slow, NaN
+    where the tangent is."""
+    k = max(int(slow.sum(-1).max()) if slow.numel() else 0, 1)
+    order = (~slow).to(torch.int8).argsort(dim=-1, stable=True)[..., :k]  # slow columns first
+    cols = right.gather(-1, order.unsqueeze(-2).expand(*right.shape[:-1], k))
+    cols = cols * slow.gather(-1, order).unsqueeze(-2)  # [..., S, k], non-slow columns zeroed
+    u, sv, _ = torch.linalg.svd(cols, full_matrices=False)
+    rank = sv > sv[..., :1] * right.shape[-1] * torch.finfo(sv.dtype).eps
+    t = tangent.to(u.dtype)
+    along = torch.where(rank, (u.mH @ t.unsqueeze(-1))[..., 0], 0)  # [..., k]
+    return along.norm(dim=-1) / tangent.norm(dim=-1)
 
 
 def first_component(points: Tensor, keep: Tensor) -> Tensor:
@@ -413,18 +627,40 @@ def distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return l1_distance(u, v)
 
 
+def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Distance between dynamics signatures ``u [N, 6 C], v [M, 6 C] -> [N, M]``: the mean,
+    over the contexts both rows have kept points in (flag 1), of the L1 difference of the
+    5 entries; ``UNSHARED`` where they share none (module docstring)."""
+    u, v = np.atleast_2d(np.asarray(u, dtype=np.float64)), np.atleast_2d(np.asarray(v, dtype=np.float64))
+    if u.shape[1] != v.shape[1] or u.shape[1] % (DYNAMICS_ENTRIES + 1):
+        raise ValueError(f"dynamics signatures must share a length divisible by {DYNAMICS_ENTRIES + 1}; "
+                         f"got {u.shape[1]} and {v.shape[1]}")
+    a, b = (x.reshape(len(x), -1, DYNAMICS_ENTRIES + 1) for x in (u, v))  # [N, C, 1 + E]
+    shared = (a[:, None, :, 0] > 0) & (b[None, :, :, 0] > 0)  # [N, M, C]
+    per = np.abs(a[:, None, :, 1:] - b[None, :, :, 1:]).sum(-1)  # [N, M, C]
+    n_shared = shared.sum(-1)
+    total = np.where(shared, per, 0.0).sum(-1)
+    return np.where(n_shared > 0, total / np.maximum(n_shared, 1), UNSHARED)
+
+
 # ---------------------------------------------------------------------- helpers
+def _cdi_task(population: Population) -> ContextIntegration:
+    if not isinstance(population.task, ContextIntegration):
+        raise ValueError(f"the cdi scaffold needs a cdi population, got task {population.task.name!r}")
+    return population.task
+
+
 def _readout_matrix(population: Population) -> Tensor:
     """``W_out`` over the whole state, ``[P, O, S]`` (zeros past the first H entries)."""
     w = population.params[READOUT_WEIGHT].detach().to("cpu", torch.float64)
     return torch.nn.functional.pad(w, (0, population.state_size - population.hidden_size))
 
 
-def context_flags(per: Mapping[str, Sequence[float]], c: int) -> dict[str, bool | int]:
-    """Context ``c``'s discrete verdicts from its numbers (lists per context):
-    ``present`` (>= MIN_DISTINCT distinct readout values spanning >= span_fraction R),
-    ``one_dimensional``, ``slow_tangent``, ``integrates`` (|lambda_1| near 1),
-    ``selection_sign`` (+1 / 0 / -1), ``pc1``, ``line``."""
+def context_flags(per: Mapping[str, Sequence[float]], c: int, timescales: Timescales) -> dict[str, bool | int]:
+    """Context ``c``'s verdicts from its numbers (lists per context): ``held``, ``present``
+    (>= MIN_DISTINCT distinct readout values spanning >= span_fraction R),
+    ``one_dimensional``, ``integrates``, ``selection_sign`` (+1 / 0 / -1), ``pc1``, and
+    the slow set's ``dimension`` (0 absent, 1 a curve, 2 spread beyond one)."""
     t = THRESHOLDS
 
     def at(key: str) -> float:
@@ -432,29 +668,30 @@ def context_flags(per: Mapping[str, Sequence[float]], c: int) -> dict[str, bool 
         return value if math.isfinite(value) else math.nan
 
     present = at("n_distinct") >= MIN_DISTINCT and at("readout_span") >= t["span_fraction"]
+    curve = present and at("curve_r2") >= t["curve_r2"]
     rel, irr = at("selection_relevant"), at("selection_irrelevant")
     sign = 0 if not (rel == rel and irr == irr) or rel == irr else (1 if rel > irr else -1)
-    flags: dict[str, bool | int] = {
+    return {
+        "held": bool(per["held"][c]),
         "present": present,
-        "one_dimensional": present and at("curve_r2") >= t["curve_r2"],
-        "slow_tangent": present and at("slow_share") >= t["slow_share"],
-        "integrates": abs(at("top_eig") - 1) <= t["top_eig_tol"],
+        "one_dimensional": curve and at("tangent_cos") >= t["tangent_cos"],
+        "integrates": abs(math.log(at("top_eig"))) <= timescales.rate if at("top_eig") > 0 else False,
         "selection_sign": sign,
         "pc1": at("line_pc1") >= t["line_pc1"],
+        "dimension": 0 if not present else 1 if curve else 2,
     }
-    flags["line"] = bool(flags["one_dimensional"] and flags["slow_tangent"] and flags["integrates"] and sign > 0)
-    return flags
 
 
-def _scaffold(stats: Mapping[str, Tensor], i: int) -> Scaffold:
-    """Member ``i``'s :class:`Scaffold` from :func:`line_statistics`' tensors."""
+def _scaffold(stats: Mapping[str, Tensor], i: int, timescales: Timescales) -> Scaffold:
+    """Member ``i``'s :class:`Scaffold` from :func:`hold_test`'s and :func:`line_statistics`' tensors."""
     per = {k: v[i].tolist() for k, v in stats.items()}  # per context
     ctx = range(len(per["curve_r2"]))
     numbers: dict[str, Any] = {f"{k}_ctx{c}": per[k][c] for k in per for c in ctx}
-    flags = [context_flags(per, c) for c in ctx]
+    flags = [context_flags(per, c, timescales) for c in ctx]
     numbers.update({f"{name}_ctx{c}": flags[c][name] for name in flags[0] for c in ctx})
-    deviation = [abs(1 - t) if t == t else math.inf for t in per["top_eig"]]
+    deviation = [abs(math.log(t)) if t == t and t > 0 else math.inf for t in per["top_eig"]]
     worst = int(np.argmax(deviation))
+    with_points = [c for c in ctx if per["n_points"][c] > 0]
 
     def least(key: str) -> float:
         return float(np.nanmin(per[key])) if not np.all(np.isnan(per[key])) else math.nan
@@ -463,21 +700,30 @@ def _scaffold(stats: Mapping[str, Tensor], i: int) -> Scaffold:
         return float(np.nanmax(per[key])) if not np.all(np.isnan(per[key])) else math.nan
 
     numbers.update({
+        "kept_min": least("kept_min"),
+        "kept_max": most("kept_max"),
+        "moved": most("moved"),
         "curve_r2": least("curve_r2"),
         "readout_span": least("readout_span"),
         "line_pc1": least("line_pc1"),
-        "slow_share": least("slow_share"),
+        "tangent_cos": least("tangent_cos"),
         "top_eig": per["top_eig"][worst],
         "second_eig": most("second_eig"),
         "selection_relevant": least("selection_relevant"),
         "selection_irrelevant": most("selection_irrelevant"),
         "selection_ratio": least("selection_ratio"),
         "modes_90": most("modes_90"),
-        "spectrum": np.mean(per["spectrum"], axis=0).tolist(),
-        "response_curve": np.mean(per["response_curve"], axis=0).tolist(),
+        "spectrum": np.mean([per["spectrum"][c] for c in with_points], axis=0).tolist() if with_points else [],
+        "response_curve": (np.mean([per["response_curve"][c] for c in with_points], axis=0).tolist()
+                           if with_points else []),
+        "tau_star": timescales.tau_star,
+        "tau_slow": timescales.tau_slow,
     })
     canonical, criteria = SPEC.judge({
-        "line_attractor": all(f["line"] for f in flags),
+        "hold": all(f["held"] for f in flags),
+        "one_dimensional": all(f["one_dimensional"] for f in flags),
+        "selection": all(f["selection_sign"] > 0 for f in flags),
+        "integrates": all(f["integrates"] for f in flags),
         "pc1_line": all(f["pc1"] for f in flags),
     })
 
@@ -487,9 +733,10 @@ def _scaffold(stats: Mapping[str, Tensor], i: int) -> Scaffold:
     topology = np.array([
         value
         for c in ctx
-        for value in (float(flags[c]["present"]), float(flags[c]["one_dimensional"]),
-                      float(flags[c]["slow_tangent"]), float(flags[c]["selection_sign"]))
-    ])
+        for value in (flags[c]["dimension"], per["signs"][c],
+                      min(per["n_unstable"][c], UNSTABLE_CAP) if per["n_points"][c] > 0 else 0,
+                      flags[c]["selection_sign"])
+    ], dtype=np.float64)
     ratio = np.asarray(per["selection_ratio"], dtype=np.float64)
     log_ratio = np.clip(np.log10(np.maximum(ratio, 1e-300)), -2, 2) / 4
     # the number of slow modes is a count of eigenvalues near 1: linear dynamics (the paper's
@@ -497,10 +744,11 @@ def _scaffold(stats: Mapping[str, Tensor], i: int) -> Scaffold:
     dynamics = np.array([
         value
         for c in ctx
-        for value in (per["top_eig"][c], per["second_eig"][c], log_ratio[c], capped(per["modes_90"][c], MODES_CAP),
-                      capped(per["n_slow"][c], SLOW_CAP))
+        for value in ((1.0, per["top_eig"][c], per["second_eig"][c], log_ratio[c],
+                       capped(per["modes_90"][c], MODES_CAP), capped(per["n_slow"][c], SLOW_CAP))
+                      if per["n_points"][c] > 0 else (0.0,) * (DYNAMICS_ENTRIES + 1))
     ])
-    # a context without kept points has no linearisation: its entries are 0 (documented fill)
+    # a kept context's rare NaN entry (every kept point defective: no selection) is 0
     return Scaffold("cdi", canonical, criteria, numbers, topology, np.nan_to_num(dynamics, nan=0.0))
 
 
@@ -542,8 +790,10 @@ def extra_claims(rows: Sequence[Any], scaffolds: Mapping[int, Mapping[str, Any]]
 
 # ---------------------------------------------------------------------- figures
 def figures(ctx: FigureContext) -> list[str]:
-    """Sorted spectra (Fig. 3e), response vs modes retained (Fig. 3f), the modes table, and
-    each network's one-dimensionality (curve R^2) against the old PC1 share."""
+    """Sorted spectra (Fig. 3e), response vs modes retained (Fig. 3f), the modes table, each
+    network's one-dimensionality (curve R^2) against the old PC1 share, and the hold test
+    per architecture x activation (networks holding in both contexts; medians of the
+    smallest and largest kept fraction and of the irrelevant stream's largest movement)."""
     from .. import plots  # matplotlib only here
 
     passed = [r for r in ctx.passed if getattr(r, "task", "cdi") == "cdi"]
@@ -573,6 +823,20 @@ def figures(ctx: FigureContext) -> list[str]:
         lines += ["| architecture | modes for 90% of the linearised response (median) | networks |", "|---|---|---|"]
         lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]
         lines += [""]
+    holds: dict[str, list[tuple[bool, float, float, float]]] = defaultdict(list)
+    for r in passed:
+        numbers = ctx.scaffolds.get(r.member, {})
+        if "kept_min" in numbers:
+            holds[f"{r.arch}/{r.activation}"].append((bool(numbers.get("criteria", {}).get("hold")),
+                                                     numbers["kept_min"], numbers["kept_max"], numbers["moved"]))
+    if holds:
+        lines += ["| group | hold in both contexts | kept fraction, smallest (median) | largest (median) | "
+                  "irrelevant movement / value (median) |", "|---|---|---|---|---|"]
+        for g, v in sorted(holds.items()):
+            held, lo, hi, moved = zip(*v, strict=True)
+            lines.append(f"| {g} | {sum(held)}/{len(v)} | {np.nanmedian(lo):.3g} | {np.nanmedian(hi):.3g} | "
+                         f"{np.nanmedian(moved):.3g} |")
+        lines += [""]
     return lines
 
 
@@ -591,5 +855,5 @@ def _curves_by_arch(passed: Sequence[Any], scaffolds: Mapping[int, Mapping[str, 
     return {a: np.array([v[:k] for v in vs]) for a, vs in lists.items()}
 
 
-SPEC = ScaffoldSpec("cdi", compute, distance, CRITERIA, extra_claims=extra_claims, figures=figures,
-                    claim="cdi_line_attractor")
+SPEC = ScaffoldSpec("cdi", compute, distance, CRITERIA, dynamics_distance=dynamics_distance,
+                    extra_claims=extra_claims, figures=figures, claim="cdi_line_attractor")
