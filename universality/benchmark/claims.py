@@ -93,8 +93,10 @@ STATEMENTS: dict[str, tuple[str, str]] = {
                       "whose linearised frequency tracks the target.",
                       "Paper Fig. 2: one unstable fixed point per input at the centre of its oscillation; its "
                       "linearised frequency follows the target."),
-    "cdi_line_attractor": ("At least 90% of context-integration networks hold a one-dimensional line of slow "
-                           "points per context, its tangent in the slow subspace, selecting the relevant input.",
+    "cdi_line_attractor": ("At least 90% of context-integration networks hold integrated values for a trial at "
+                           "zero input in both contexts (kept 0.8-1.25, irrelevant stream ignored), on a "
+                           "one-dimensional line of slow points along a slow direction, with the slow modes "
+                           "selecting the relevant input.",
                            "Paper Fig. 3a-c: an approximate line attractor per context in every architecture."),
     "cdi_modes": ("Vanilla networks integrate with fewer linear modes than gated networks (modes for 90% of the "
                   "linearised response, one-sided rank test).",
