@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from universality.cli import main
+from universality.store import RunStore
 
 CELLS = textwrap.dedent(
     """
@@ -147,3 +148,130 @@ def test_an_out_dir_with_networks_of_other_settings_is_refused(setup, monkeypatc
     # the same settings again: resumed, not refused
     code, out = check(setup, "Forgetful", monkeypatch, capsys)
     assert code == 1 and "already holds" not in out.err
+
+
+FAILING_CELLS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    class HardCodedShape(nn.Module):
+        '''Follows the protocol only at the probe's shapes (batch 2, 4 units).'''
+
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.inp = nn.Linear(input_size, hidden_size)
+
+        def forward(self, x, h):
+            return torch.tanh(self.inp(x) + h).reshape(2, 4)
+
+
+    class OnlyBatchesOfTwo(nn.Module):
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.inp = nn.Linear(input_size, hidden_size)
+
+        def forward(self, x, h):
+            if x.shape[0] != 2:
+                raise ValueError("only batches of 2")
+            return torch.tanh(self.inp(x) + h)
+
+
+    class DataDependentIf(nn.Module):
+        '''Python control flow on values: fine alone, refused under vmap.'''
+
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.inp = nn.Linear(input_size, hidden_size)
+
+        def forward(self, x, h):
+            if (h > 0).any():
+                return torch.tanh(self.inp(x) + h)
+            return self.inp(x)
+
+
+    class SmallState(nn.Module):
+        '''A state smaller than the hidden size the readout reads.'''
+
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.state_size = hidden_size - 1
+            self.inp = nn.Linear(input_size, self.state_size)
+
+        def forward(self, x, h):
+            return torch.tanh(self.inp(x) + h)
+
+
+    class NoParameters(nn.Module):
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+
+        def forward(self, x, h):
+            return torch.tanh(h + x.sum(-1, keepdim=True))
+    """
+)
+
+
+@pytest.mark.parametrize("name", ["HardCodedShape", "OnlyBatchesOfTwo", "DataDependentIf", "SmallState",
+                                  "NoParameters"])
+def test_a_cell_failing_in_training_is_one_line_and_leaves_a_reusable_directory(setup, monkeypatch, capsys, name):
+    (setup / "failing_cells.py").write_text(FAILING_CELLS)
+    monkeypatch.syspath_prepend(str(setup))
+    out = setup / f"failing-{name}"
+    argv = ["check", f"failing_cells:{name}", "--preset", str(setup / "preset.toml"), "--reference",
+            str(setup / "reference"), "--out", str(out)]
+    for _ in range(2):  # the second attempt reuses the directory the first left, and fails the same way
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "the cell failed while training on flipflop (" in err and "a cell is MODULE:ATTR" in err, err
+        assert sorted(p.name for p in out.iterdir()) == ["catalog.sqlite", "catalog.sqlite.bak", "shards"]
+        assert RunStore(out).shards() == []
+
+
+@pytest.mark.parametrize("source, says", [("def broken(:\n", "SyntaxError"),
+                                          ("raise RuntimeError('needs a GPU')\n", "RuntimeError: needs a GPU"),
+                                          ("import sys\nsys.exit(3)\n", "SystemExit: 3")])
+def test_a_module_failing_at_import_is_one_line(tmp_path, monkeypatch, capsys, source, says):
+    (tmp_path / "unimportable_cell.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", "unimportable_cell:Cell", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot import module 'unimportable_cell' (" in err, err
+    assert says in err and "a cell is MODULE:ATTR" in err and not (tmp_path / "out").exists()
+
+
+def test_a_cell_failing_in_analysis_is_one_line_and_keeps_its_trained_networks(setup, tmp_path, monkeypatch,
+                                                                               capsys):
+    (tmp_path / "single_cells.py").write_text(textwrap.dedent(
+        """
+        import torch
+        from torch import nn
+
+
+        class SinglePrecision(nn.Module):
+            '''Trains (in float32), but refuses the float64 of the fixed-point search.'''
+
+            def __init__(self, input_size, hidden_size):
+                super().__init__()
+                self.inp = nn.Linear(input_size, hidden_size)
+
+            def forward(self, x, h):
+                if h.dtype != torch.float32:
+                    raise TypeError(f"float32 only, got {h.dtype}")
+                return torch.tanh(self.inp(x) + h)
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preset = tmp_path / "short.toml"
+    preset.write_text(PRESET.replace("steps = 400", "steps = 5"))
+    argv = ["check", "single_cells:SinglePrecision", "--preset", str(preset), "--reference",
+            str(setup / "reference"), "--out", str(tmp_path / "out")]
+    for _ in range(2):  # trained once; the second attempt reuses the networks and fails the same way
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "the cell failed while analysing its networks (TypeError: float32 only" in err, err
+        assert RunStore(tmp_path / "out").shards() == ["flipflop-SinglePrecision-custom-h16"]

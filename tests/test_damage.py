@@ -4,6 +4,7 @@ line and exit 2, and ``run`` retrains / recomputes what is damaged, back to the 
 
 import logging
 import shutil
+import sqlite3
 
 import pytest
 
@@ -60,3 +61,73 @@ def test_damage_is_listed_refused_and_repaired_by_run(pristine, tmp_path, capsys
     assert ("retraining it from its seeds" if kind == "weights" else "is damaged") in said
     assert (out / "report" / "claims.json").read_text() == claims
     assert RunStore(out).damage() == []
+
+
+def damage_catalog(out):
+    """Overwrite 16 bytes at the start of the page holding the members table's root (a disk
+    error in the middle of the catalog: SQLite's integrity check sees it, a read of the
+    members table fails)."""
+    catalog = out / "catalog.sqlite"
+    db = sqlite3.connect(catalog)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'members'").fetchone()
+    db.close()
+    data = bytearray(catalog.read_bytes())
+    start = (root - 1) * page_size
+    data[start:start + 16] = b"\xab" * 16
+    catalog.write_bytes(bytes(data))
+
+
+def test_a_damaged_catalog_is_listed_refused_in_one_line_and_restored_by_run(pristine, tmp_path, capsys, caplog):
+    preset, original, claims = pristine
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    weights = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
+    damage_catalog(out)
+
+    assert main(["verify", str(out)]) == 1
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("catalog catalog.sqlite: ") and "malformed" in listed[0]
+    assert "restores it from its backup catalog.sqlite.bak" in listed[-1]
+    for reader in (["members", str(out)], ["report", str(out)]):
+        assert main(reader) == 2, reader
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "cannot read the catalog" in err
+
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", "--preset", str(preset), "--out", str(out), "--workers", "1"]) == 0
+    assert "restored the backup written at its last commit" in caplog.text
+    assert {p.name: p.read_bytes() for p in (out / "shards").iterdir()} == weights  # nothing retrained
+    assert (out / "report" / "claims.json").read_text() == claims
+    assert (out / "catalog.sqlite.damaged").is_file()  # kept for whoever wants to look
+    assert main(["verify", str(out)]) == 0
+
+
+@pytest.mark.parametrize("command", ["run", "analyze", "train"])
+def test_a_deleted_catalog_is_restored_by_any_writer(pristine, tmp_path, caplog, command):
+    preset, original, claims = pristine
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    (out / "catalog.sqlite").unlink()
+    assert main(["members", str(out)]) == 2  # a reader says what to do, and changes nothing
+    argv = {"run": ["run", "--preset", str(preset), "--out", str(out), "--workers", "1"],
+            "analyze": ["analyze", str(out), "--candidates", "16"],
+            "train": ["train", "--task", "sine", "--arch", "gru", "--hidden", "4", "--seeds", "1", "--steps", "2",
+                      "--out", str(out)]}[command]
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    assert "catalog.sqlite: missing; restored the backup" in caplog.text
+    assert RunStore(out).shards()[:2] == RunStore(original).shards()
+
+
+def test_a_damaged_catalog_without_a_backup_is_refused_saying_what_to_do(pristine, tmp_path, capsys):
+    preset, original, _ = pristine
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    damage_catalog(out)
+    (out / "catalog.sqlite.bak").unlink()
+    assert main(["verify", str(out)]) == 1
+    assert "has no backup: move the directory away and run again" in capsys.readouterr().out
+    assert main(["run", "--preset", str(preset), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no intact backup" in err and "run again" in err

@@ -131,7 +131,8 @@ WRITER = textwrap.dedent(
 def test_a_run_killed_mid_write_is_never_corrupt(tmp_path):
     """SIGKILL a process that rewrites a shard in a loop, once it has committed 1, 2, 3, 4
     saves (it is then inside the next one); the run always opens, holds at least the last
-    save reported, and its weights are those the committed catalog rows describe."""
+    save reported, and its weights are those the committed catalog rows describe. So does
+    the catalog's backup, one commit behind at most."""
     for attempt in range(4):
         path = tmp_path / f"run{attempt}"
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE)
@@ -148,3 +149,10 @@ def test_a_run_killed_mid_write_is_never_corrupt(tmp_path):
         assert values == {float(version)}, (values, version)
         assert store.damage() == []
         json.dumps([r.as_dict() for r in store.members()])
+        # the catalog's backup holds the last or the second-to-last commit, and the weights it names
+        (path / "catalog.sqlite").unlink()
+        restored = RunStore.recover(path)
+        backed_up = restored.shard_info("s")["train_config"]["version"]
+        assert backed_up in (version, version - 1)
+        values = {float(v.flatten()[0]) for v in restored.load_population("s").params.values()}
+        assert values == {float(backed_up)}, (values, backed_up)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,12 +17,13 @@ import torch
 from .benchmark import PRESETS, Preset, load_preset, run_preset
 from .benchmark.analyze import AnalysisConfig, analysis_rows, analyze_run
 from .benchmark.check import CheckError, check_cell, exit_code, load_cell
-from .benchmark.pipeline import train_shard
+from .benchmark.pipeline import open_run, record_analysis, stale_analyses, train_shard
 from .benchmark.presets import Shard
 from .benchmark.reference import make_reference
 from .benchmark.report import write_report
 from .cells import ACTIVATIONS, CELLS
-from .store import MemberRow, RunError, RunStore, package_version
+from .lock import run_lock
+from .store import BACKUP, CATALOG, CatalogError, MemberRow, RunError, RunStore, catalog_problem, package_version
 from .tasks import TASKS
 from .training import Progress, TrainConfig
 
@@ -37,8 +40,8 @@ def _positive(kind: type) -> Any:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
         return value
 
     return parse
@@ -49,8 +52,8 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be >= 0 and finite, got {text}")
     return value
 
 
@@ -83,6 +86,8 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--batch-size", type=_positive(int), default=TrainConfig.batch_size)
     _add_runtime(t)
     t.add_argument("--out", required=True, help="run directory (created, or an existing run to add to)")
+    t.add_argument("--replace", action="store_true",
+                   help="retrain a shard the run already holds and replace it (refused without this flag)")
 
 
 def _add_run(sub: Any) -> None:
@@ -186,18 +191,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = _device(args.device)
     try:
-        store = RunStore.create(args.out)
-    except RunError as err:
+        preset = Preset(name="train", tasks=(args.task,), archs=(args.arch,), activations=(args.activation,),
+                        hidden=(args.hidden,), l2=tuple(args.l2), seeds=args.seeds, first_seed=args.first_seed,
+                        lr=args.lr, steps=args.steps, batch_size=args.batch_size)
+    except ValueError as err:
         raise UsageError(f"universality train: {err}") from None
-    preset = Preset(name="train", tasks=(args.task,), archs=(args.arch,), activations=(args.activation,),
-                    hidden=(args.hidden,), l2=tuple(args.l2), seeds=args.seeds, first_seed=args.first_seed,
-                    lr=args.lr, steps=args.steps, batch_size=args.batch_size)
     (shard,) = preset.shards()
-    progress, bar = _step_progress(args.steps, shard.name)
-    try:
-        pop, result = train_shard(store, preset, shard, device, progress)
-    finally:
-        bar.close()
+    with run_lock(args.out, args.line):
+        store = RunStore.create(args.out)
+        old = store.members(shard.name) if shard.name in store.shards() else []
+        if old and not args.replace:
+            raise UsageError(f"universality train: {store.path} already holds shard {shard.name} ({len(old)} members, "
+                             f"{sum(r.passed for r in old)} passed); train adds shards: pass --replace to retrain and "
+                             "replace it, or choose another --out")
+        progress, bar = _step_progress(args.steps, shard.name)
+        try:
+            pop, result = train_shard(store, preset, shard, device, progress)
+        finally:
+            bar.close()
+    if old:
+        print(f"replaced shard {shard.name}: its {len(old)} members ({sum(r.passed for r in old)} passed, seeds "
+              f"{sorted({r.seed for r in old})}, l2 {sorted({r.l2 for r in old})}) by {len(pop)} new ones; "
+              f"`universality analyze {store.path}` recomputes its analyses")
     print(f"{shard.name}: {result.status.count('trained')}/{len(pop)} members passed "
           f"in {result.seconds:.1f}s -> {store.path}")
     return 0
@@ -217,12 +232,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("universality run: --gpus-per-shard needs --device cuda")
     try:
         preset = load_preset(args.preset)
-        if not ray or Path(args.out).exists():  # a Ray run makes a new directory once the cluster answers
-            RunStore.create(args.out)
-    except (ValueError, RunError) as err:
+    except ValueError as err:
         raise UsageError(f"universality run: {err}") from None
-    if ray:
-        return _run_on_ray(args, preset, device)
+    existed = Path(args.out).exists()
+    with run_lock(args.out, args.line):
+        if ray:
+            if existed:  # refused before any cluster starts; a new run's directory is made once it answers
+                open_run(args.out, preset)
+            return _run_on_ray(args, preset, device)
+        return _run_locally(args, preset, device)
+
+
+def _run_locally(args: argparse.Namespace, preset: Preset, device: torch.device) -> int:
+    """``run`` on this machine: per-shard progress bars in one process, or one line per
+    finished job with ``--workers`` > 1."""
     bars: list[Any] = []
 
     def on_shard(shard: Shard, index: int, total: int, skipped: bool) -> Progress | None:
@@ -301,7 +324,16 @@ def print_claims(claims: list[dict[str, Any]]) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    path = write_report(RunStore(args.run))
+    store = RunStore(args.run)
+    damage = store.damage()
+    if damage:
+        raise RunError(f"{store.path}: {damage[0]}; the run directory is damaged (`universality verify {store.path}` "
+                       "lists the damage; `universality run` with its preset repairs it)")
+    stale = stale_analyses(store)
+    if stale:
+        raise RunError(f"{store.path}: the analysis of {stale[0]} is not current (computed for other weights or "
+                       f"settings, or not yet); run `universality analyze {store.path}` first")
+    path = write_report(store)
     print_claims(json.loads((path.parent / "claims.json").read_text()))
     print(f"\nreport: {path}")
     return 0
@@ -339,8 +371,20 @@ def print_pass_rates(rows: list[MemberRow]) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """List every weights or analysis file of the run that is missing or altered; exit 1 if any."""
-    store = RunStore(args.run)
+    """List the catalog's damage (SQLite's integrity check) or every weights or analysis file
+    of the run that is missing or altered; exit 1 if any."""
+    path = Path(args.run)
+    try:
+        store = RunStore(path)  # a missing directory or a foreign one: one line, exit 2
+        problem = store.integrity()
+    except CatalogError as err:
+        problem = catalog_problem(path / CATALOG) or str(err)
+    if problem is not None:
+        print(f"catalog {CATALOG}: {problem}")
+        print(f"the catalog is damaged; a writing command (e.g. `universality run --out {path}` with its preset) "
+              f"restores it from its backup {BACKUP}" if (path / BACKUP).exists() else
+              "the catalog is damaged and has no backup: move the directory away and run again")
+        return 1
     damage = store.damage()
     for d in damage:
         print(d)
@@ -352,18 +396,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = _device(args.device)
-    store = RunStore(args.run)
+    if not Path(args.run).is_dir():
+        raise RunError(f"{args.run}: no such run directory")
     bar = _progress_bar(None, "analyze")
 
     def on_step(what: str) -> None:
         bar.set_description(what)
         bar.update(1)
 
-    try:
+    with run_lock(args.run, args.line):
+        store = RunStore.recover(args.run)
         config = AnalysisConfig(candidate_budget=args.candidates)
-        analyze_run(store, config, device, on_step)
-    finally:
-        bar.close()
+        record_analysis(store, config)
+        try:
+            analyze_run(store, config, device, on_step)
+        finally:
+            bar.close()
     rows = analysis_rows(store)
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -394,7 +442,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     tasks = tuple(args.tasks or preset.tasks)
     out = args.out or f"runs/check-{cell.arch}"
     try:
-        rows = check_cell(cell, reference, preset, tasks, out, device)
+        with run_lock(out, args.line):
+            rows = check_cell(cell, reference, preset, tasks, out, device)
     except CheckError as err:
         raise UsageError(f"universality check: {err}") from None
     print(f"{'task':9} {'check':34} {'value':>7} {'95% CI':>14}  {'verdict':12} reason")
@@ -410,7 +459,9 @@ def cmd_reference(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     command = " ".join(["universality", "reference", "--out", args.out, "--work", args.work, "--device", args.device,
                         *(["--workers", str(args.workers)] if args.workers else [])])
-    path = make_reference(command, args.out, args.work, _device(args.device), args.workers)
+    device = _device(args.device)
+    with run_lock(args.work, args.line):
+        path = make_reference(command, args.out, args.work, device, args.workers)
     print((path / "SUMMARY.md").read_text())
     return 0
 
@@ -424,12 +475,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = f"universality {args.command}"
+        args.line = shlex.join(["universality", *(sys.argv[1:] if argv is None else argv)])
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         return COMMANDS[args.command](args)
     except UsageError as err:
         print(str(err).splitlines()[0], file=sys.stderr)
         return 2
-    except (RunError, FileNotFoundError) as err:  # a missing, foreign or damaged run: one line, exit 2
+    except (RunError, FileNotFoundError) as err:  # a missing, foreign, damaged or locked run: one line, exit 2
         print(f"{command}: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # everything written is complete (atomic writes): a rerun resumes
+        print(f"{command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130

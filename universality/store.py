@@ -15,6 +15,16 @@ analysis file written through :meth:`RunStore.record_file` (table ``files``); lo
 checks it, and :meth:`RunStore.damage` lists what no longer matches. Catalogs written
 before these columns existed open unchanged (no checksum: not verified); the first write
 adds the missing columns.
+
+The catalog itself has a backup, ``DIR/catalog.sqlite.bak``, rewritten (SQLite's backup
+API, temporary name, fsync, ``os.replace``) after every committed write, so it always holds
+the last or the second-to-last commit. SQLite keeps no checksums of its data, but its
+integrity check finds damage to the file's structure (:func:`catalog_problem`); a writer
+opening a run whose catalog is damaged or missing (:meth:`RunStore.create`,
+:meth:`RunStore.recover`) puts it aside as ``catalog.sqlite.damaged`` and restores the
+backup, with a warning. Files the backup does not describe as they are now are then
+found by the usual checksums (``run`` retrains or recomputes them). Every
+``sqlite3.DatabaseError`` becomes a :class:`CatalogError`.
 """
 
 from __future__ import annotations
@@ -24,8 +34,10 @@ import datetime as _dt
 import hashlib
 import importlib
 import json
+import logging
 import os
 import platform
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -40,14 +52,19 @@ import torch
 
 from .cells import Cell, ModuleCell, make_cell
 from .io import RunError, atomic_save_tensors, file_sha256, load_tensors
+from .lock import LOCK
 from .population import Member, Population
 from .tasks import task_from_config
 from .training import TrainResult
 
-__all__ = ["CATALOG", "MemberRow", "RunError", "RunStore", "cell_from_spec", "cell_spec", "config_hash",
-           "package_version", "provenance"]
+__all__ = ["BACKUP", "CATALOG", "CatalogError", "MemberRow", "RunError", "RunStore", "catalog_problem",
+           "cell_from_spec", "cell_spec", "config_hash", "package_version", "provenance"]
+
+log = logging.getLogger(__name__)
 
 CATALOG = "catalog.sqlite"
+BACKUP = CATALOG + ".bak"  # the catalog as of its last commit
+DAMAGED = CATALOG + ".damaged"  # a damaged catalog, put aside when its backup is restored
 SCHEMA_VERSION = 2  # 2: shards.sha256, members.restarts, files
 FORMAT = "universality-run"
 
@@ -166,8 +183,32 @@ class Damage:
         return f"{self.kind} {self.path}: {self.problem}"
 
 
+class CatalogError(RunError):
+    """The catalog cannot be read: SQLite reports it damaged, or it is missing."""
+
+
+def catalog_problem(path: Path) -> str | None:
+    """What is wrong with the catalog file at ``path`` (None: nothing): missing, unreadable,
+    not a run catalog, or the findings of SQLite's ``PRAGMA integrity_check``."""
+    if not path.is_file():
+        return "missing"
+    try:
+        db = sqlite3.connect(path, timeout=30)  # read-write: a hot journal left by a crash is rolled back
+        try:
+            found = [str(r[0]) for r in db.execute("PRAGMA integrity_check")]
+            if found != ["ok"]:
+                return "SQLite integrity check: " + "; ".join(" ".join(f.split()) for f in found[:3])
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        return f"unreadable ({err})"
+    return None if row is not None and row[0] == FORMAT else "not a universality run catalog"
+
+
 class RunStore:
-    """A run directory. ``RunStore.create(path)`` makes one, ``RunStore(path)`` opens one."""
+    """A run directory. ``RunStore.create(path)`` makes one (or opens one to write to),
+    ``RunStore(path)`` opens one."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -175,29 +216,27 @@ class RunStore:
         if not self.path.is_dir():
             raise RunError(f"{self.path}: no such run directory")
         if not catalog.is_file():
+            if (self.path / BACKUP).is_file():
+                raise CatalogError(f"{catalog}: missing; {self._restore_hint()}")
             raise RunError(f"{self.path}: not a universality run (no {CATALOG})")
-        try:
-            with self._connect() as db:
-                row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        except sqlite3.DatabaseError as err:
-            raise RunError(f"{catalog}: corrupt catalog ({err})") from err
-        if row is None or row[0] != FORMAT:
+        if self.meta("format") != FORMAT:
             raise RunError(f"{catalog}: not a universality run catalog")
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], exist_ok: bool = True) -> RunStore:
-        """Create (or, with ``exist_ok``, open) a run directory. An existing
-        non-empty directory that is not a run is refused."""
+        """Create (or, with ``exist_ok``, open to write to: :meth:`recover`) a run directory.
+        An existing non-empty directory that is not a run is refused (its lock file aside)."""
         p = Path(path)
         if p.exists():
-            if (p / CATALOG).exists():
+            if (p / CATALOG).exists() or (p / BACKUP).exists():
                 if not exist_ok:
                     raise RunError(f"{p}: a run already exists here")
-                return cls(p)
-            if not p.is_dir() or any(p.iterdir()):
+                return cls.recover(p)
+            if not p.is_dir() or any(child.name != LOCK for child in p.iterdir()):
                 raise RunError(f"{p}: exists and is not a universality run; choose another --out")
         (p / "shards").mkdir(parents=True, exist_ok=True)
         tmp = p / (CATALOG + ".tmp")
+        tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp)
         try:
             db.executescript(_SCHEMA)
@@ -209,16 +248,68 @@ class RunStore:
         finally:
             db.close()
         os.replace(tmp, p / CATALOG)
+        store = cls(p)
+        store._backup()
+        return store
+
+    @classmethod
+    def recover(cls, path: str | os.PathLike[str]) -> RunStore:
+        """Open the run at ``path`` to write to it. A catalog that is damaged or missing
+        (:func:`catalog_problem`) is put aside as ``catalog.sqlite.damaged`` and its backup
+        restored, with a warning; :class:`CatalogError` when there is no intact backup."""
+        p = Path(path)
+        catalog, backup = p / CATALOG, p / BACKUP
+        problem = catalog_problem(catalog) if p.is_dir() else None
+        if problem is None or (problem == "missing" and not backup.exists()):
+            return cls(p)
+        if catalog_problem(backup) is not None:
+            raise CatalogError(f"{catalog}: {problem}, and there is no intact backup ({BACKUP}) to restore; the "
+                               "runs it described are lost: move the directory away and run again")
+        if catalog.exists():
+            os.replace(catalog, p / DAMAGED)
+        tmp = p / (CATALOG + ".tmp")
+        shutil.copyfile(backup, tmp)
+        os.replace(tmp, catalog)
+        log.warning("%s: %s; restored the backup written at its last commit (the damaged catalog is kept as %s)",
+                    catalog, problem, DAMAGED)
         return cls(p)
+
+    def _restore_hint(self) -> str:
+        return (f"a writing command (e.g. `universality run --out {self.path}` with its preset) restores it from its "
+                f"backup {BACKUP}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path / CATALOG, timeout=30)
+        """A connection to the catalog (committed on success); SQLite errors become
+        :class:`CatalogError`."""
+        catalog = self.path / CATALOG
         try:
-            with db:
-                yield db
-        finally:
-            db.close()
+            db = sqlite3.connect(catalog, timeout=30)
+            try:
+                with db:
+                    yield db
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as err:
+            raise CatalogError(f"{catalog}: cannot read the catalog ({err}); {self._restore_hint()}") from err
+
+    def _backup(self) -> None:
+        """Copy the committed catalog to ``catalog.sqlite.bak`` (atomically)."""
+        tmp = self.path / (BACKUP + ".tmp")
+        tmp.unlink(missing_ok=True)
+        with self._connect() as db:
+            target = sqlite3.connect(tmp)
+            try:
+                db.backup(target)
+            finally:
+                target.close()
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / BACKUP)
+
+    def integrity(self) -> str | None:
+        """What SQLite's integrity check finds wrong with the catalog (None: nothing)."""
+        return catalog_problem(self.path / CATALOG)
 
     def _columns(self, db: sqlite3.Connection, table: str) -> set[str]:
         return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
@@ -233,12 +324,13 @@ class RunStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the lock from its start (worker processes write
-        concurrently), on a catalog brought to the current schema."""
+        """A write transaction holding SQLite's lock from its start, on a catalog brought to
+        the current schema; the backup is rewritten once it is committed."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             self._migrate(db)
             yield db
+        self._backup()
 
     # ------------------------------------------------------------------ writing
     def save_population(self, shard: str, population: Population, train_config: dict[str, Any],
@@ -317,14 +409,22 @@ class RunStore:
         with self._write() as db:
             db.execute("DELETE FROM files WHERE path = ?", (rel,))
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value of the catalog's ``meta`` table."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     # ------------------------------------------------------------------ reading
-    def meta(self, key: str) -> str:
-        """A value of the catalog's ``meta`` table (``format``, ``schema_version``, ``created``)."""
+    def meta(self, key: str, default: str | None = None) -> str:
+        """A value of the catalog's ``meta`` table (``format``, ``schema_version``, ``created``,
+        ...); ``default`` when absent (None: :class:`RunError`)."""
         with self._connect() as db:
             row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is None:
+        if row is not None:
+            return str(row[0])
+        if default is None:
             raise RunError(f"{self.path}: catalog has no {key!r}")
-        return str(row[0])
+        return default
 
     def shards(self) -> list[str]:
         with self._connect() as db:

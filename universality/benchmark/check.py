@@ -19,6 +19,11 @@ reason (``detail["reason"]``):
 Two-sample rows: ``fail`` when the cell's rate is significantly lower (p < ALPHA);
 ``pass`` when it is not and the sample could have shown it (zero of the cell's networks
 would have been significant); ``inconclusive`` otherwise, or with no passed networks.
+
+User code is contained: an exception raised while importing the cell's module, probing its
+protocol, training it or analysing its networks becomes one :class:`CheckError` line (the
+step, the exception, the protocol; exit 2). A failed step stores nothing, so the next
+attempt reuses the directory.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +46,11 @@ from ..cells import ModuleCell
 from ..compare import mds, nearest_neighbours
 from ..geometry import pairwise_distances
 from ..scaffold import SCAFFOLDS, distance_matrix
-from ..store import RunStore
+from ..store import RunError, RunStore
 from ..verdicts import ALPHA, MIN_MEMBERS, Claim, Verdict, against_threshold, fisher_lower_p, mean_ci, proportion_ci
 from .analyze import AnalysisConfig, analyze_run, jsonable, load_scaffolds, load_states, probe_states
 from .claims import THRESHOLDS
-from .pipeline import analysis_config, train_shard
+from .pipeline import analysis_config, record_analysis, train_shard
 from .presets import Preset, Shard
 
 PROTOCOL = (
@@ -58,7 +63,13 @@ EXIT = {"pass": 0, "fail": 1, "bad input": 2, "inconclusive": 3}
 
 
 class CheckError(ValueError):
-    """The cell cannot be loaded or does not follow the protocol."""
+    """The cell cannot be loaded, does not follow the protocol, or fails in training or
+    analysis (one line, exit 2)."""
+
+
+def _one_line(err: BaseException) -> str:
+    """``Type: message`` of an exception raised by user code, on one line."""
+    return " ".join(f"{type(err).__name__}: {err}".split())
 
 
 def load_cell(spec: str) -> ModuleCell:
@@ -70,8 +81,8 @@ def load_cell(spec: str) -> ModuleCell:
         sys.path.insert(0, os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise CheckError(f"cannot import module {module_name!r} ({err})") from None
+    except (Exception, SystemExit) as err:  # the user's module: a SyntaxError, or anything it raises on import
+        raise CheckError(f"cannot import module {module_name!r} ({_one_line(err)}); {PROTOCOL}") from None
     try:
         for part in attr.split("."):
             obj = getattr(obj, part)
@@ -86,7 +97,7 @@ def load_cell(spec: str) -> ModuleCell:
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, size):
             raise TypeError(f"forward(x [2, 3], state [2, {size}]) returned {getattr(out, 'shape', type(out))}")
     except Exception as err:  # any failure here is the user's protocol, reported as such
-        raise CheckError(f"{spec} does not follow the cell protocol ({err}); {PROTOCOL}") from None
+        raise CheckError(f"{spec} does not follow the cell protocol ({_one_line(err)}); {PROTOCOL}") from None
     return ModuleCell(obj)
 
 
@@ -119,8 +130,10 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
     for task in tasks:
         shard = Shard(task, cell.arch, "custom", preset.hidden[0])
         if shard.name not in store.shards():
-            train_shard(store, preset, shard, device, cell=cell)
-    analyze_run(store, analysis_config(preset), device)
+            _contained(f"training on {task}", train_shard, store, preset, shard, device, cell=cell)
+    config = analysis_config(preset)
+    record_analysis(store, config)
+    _contained("analysing its networks", analyze_run, store, config, device)
     figures = store.path / "report" / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     rows: list[Claim] = []
@@ -133,6 +146,19 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
         sections += _task_section(task, new, refs)
     _write(store, rows, sections, like_for_like(preset, reference, tasks))
     return rows
+
+
+def _contained(step: str, run: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    """Run a step that calls the user's cell: an exception it raises becomes one
+    :class:`CheckError` line (the step, the exception, the protocol). Errors of the run
+    directory itself (:class:`RunError`) pass through. A failed step stores nothing, so the
+    directory is reused as it is by the next attempt."""
+    try:
+        run(*args, **kwargs)
+    except RunError:
+        raise
+    except Exception as err:
+        raise CheckError(f"the cell failed while {step} ({_one_line(err)}); {PROTOCOL}") from None
 
 
 def _refuse_other_settings(store: RunStore, cell: ModuleCell, preset: Preset) -> None:

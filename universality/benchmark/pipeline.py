@@ -7,7 +7,9 @@ and the run directory. Worker processes, local (``--workers N``) or on a Ray clu
 tables) and touch no shared file; :func:`run_jobs` hands them out through a ``submit``
 function and writes what they return (:func:`write_trained`, :func:`write_analysis`),
 trained shards in preset order so that member ids, and with them every result, do not
-depend on which worker finished first.
+depend on which worker finished first. The command line's lock (:mod:`universality.lock`)
+keeps a second driver out of the directory, and :func:`open_run` refuses a directory
+whose shards another preset's settings trained.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import logging
 import multiprocessing
 import os
 import platform
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -33,7 +37,7 @@ from ..cells import Cell, ModuleCell, make_cell
 from ..io import sha256
 from ..population import Member, Population
 from ..store import MemberRow, RunError, RunStore, cell_from_spec, cell_spec, provenance
-from ..tasks import make_task, task_from_config
+from ..tasks import task_from_config
 from ..training import Progress, TrainConfig, TrainResult, train
 from .analyze import AnalysisConfig, Step, analyze_run, analyze_shard
 from .presets import Preset, Shard
@@ -54,14 +58,13 @@ def train_population(preset: Preset, shard: Shard, device: torch.device, progres
     seeds while fewer than ``preset.min_passed`` passed); ``cell`` overrides the built-in
     cell named by the shard (e.g. a user's ModuleCell). Returns the population (params
     ``[P, ...]``), its per-member result and the train config to record. Writes nothing."""
-    task = make_task(shard.task, **preset.task_params.get(shard.task, {}))
-    config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size, extend_steps=preset.extend_steps,
-                         min_steps=preset.min_steps, confirm=preset.confirm)
+    task = preset.task(shard.task)
+    config = train_config(preset)
     cell = cell or make_cell(shard.arch, shard.activation)
     pops: list[Population] = []
     results: list[TrainResult] = []
     for round_ in range(preset.max_rounds):
-        if round_ and sum(sum(r.passed) for r in results) >= preset.min_passed:
+        if not another_round(preset, round_, sum(sum(r.passed) for r in results)):
             break
         seeds, l2s = preset.round_members(round_)
         pop = Population.create(cell, task, shard.hidden, seeds,
@@ -73,6 +76,18 @@ def train_population(preset: Preset, shard: Shard, device: torch.device, progres
     log.info("%s: %d/%d passed in %d round(s), %.1fs", shard.name, sum(result.passed), len(pop), len(results),
              result.seconds)
     return pop, result, {**config.as_dict(), "preset": preset.name}
+
+
+def train_config(preset: Preset) -> TrainConfig:
+    """The training settings of ``preset``."""
+    return TrainConfig(steps=preset.steps, batch_size=preset.batch_size, extend_steps=preset.extend_steps,
+                       min_steps=preset.min_steps, confirm=preset.confirm)
+
+
+def another_round(preset: Preset, round_: int, passed: int) -> bool:
+    """Whether a shard trains round ``round_`` (0, 1, ...) when ``passed`` members of its
+    earlier rounds passed: the first always, more while fewer than ``min_passed`` passed."""
+    return round_ == 0 or passed < preset.min_passed
 
 
 def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.device,
@@ -301,7 +316,13 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """``workers`` single-threaded spawned processes on this machine."""
+    """``workers`` single-threaded spawned processes on this machine.
+
+    Ctrl-C reaches the whole process group, but only the driver acts on it: workers are
+    started (lazily, by ``submit``) while SIGINT is ignored, which a new Python process
+    keeps. Left by an exception (Ctrl-C included), the backend terminates its workers at
+    once rather than letting them finish their jobs: nothing they hold was written, and a
+    rerun resumes."""
 
     threads = 1
 
@@ -313,13 +334,26 @@ class LocalBackend:
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         assert self._pool is not None
+        if exc_type is not None:
+            # no public way to stop running jobs before Python 3.14's terminate_workers()
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
         assert self._pool is not None, "use LocalBackend as a context manager"
-        return self._pool.submit(fn, job)
+        if threading.current_thread() is not threading.main_thread():  # signals belong to the main thread
+            return self._pool.submit(fn, job)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return self._pool.submit(fn, job)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def run_jobs(store: RunStore, preset: Preset, done: set[str], config: AnalysisConfig, device: str,
@@ -398,6 +432,103 @@ def repair_plan(store: RunStore, preset: Preset) -> set[str]:
     return set(damaged)
 
 
+def other_settings(store: RunStore, preset: Preset) -> list[str]:
+    """How the shards stored in ``store`` differ from what ``preset`` trains, one entry per
+    differing shard (empty: none differs): a shard the preset does not define, another task
+    configuration, other training settings (``TrainConfig``) or other members (seed, L2, lr,
+    and the rounds of :func:`another_round` given the stored pass results). A setting an
+    older catalog lacks differs too (the code that trained it may not have had it). The
+    preset's name is not compared: the same settings under another name train the same
+    networks."""
+    shards = {s.name: s for s in preset.shards()}
+    wanted = train_config(preset).as_dict()
+    out = []
+    for name in store.shards():
+        if name not in shards:
+            out.append(f"shard {name} is not part of preset {preset.name!r}")
+            continue
+        info = store.shard_info(name)
+        stored = {**info["task_config"], **info["train_config"]}
+        diffs = [f"{k} {stored.get(k)!r} -> {v!r}"
+                 for k, v in {**preset.task(shards[name].task).config(), **wanted}.items() if stored.get(k) != v]
+        rows, expected, passed = store.members(name), [], 0
+        for round_ in range(preset.max_rounds):
+            if not another_round(preset, round_, passed):
+                break
+            seeds, l2s = preset.round_members(round_)
+            expected += [(seed, l2, preset.lr) for seed, l2 in zip(seeds, l2s, strict=True)]
+            passed += sum(r.passed for r in rows[len(expected) - len(seeds): len(expected)])
+        have = [(r.seed, r.l2, r.lr) for r in rows]
+        if have != expected:
+            diffs.append(f"members (seed, l2, lr) {_span(have)} -> {_span(expected)}")
+        if diffs:
+            out.append(f"{name}: {', '.join(diffs)}")
+    return out
+
+
+def _span(members: list[tuple[int, float, float]]) -> str:
+    """``members`` (seed, l2, lr) in a few words: their count, seed range, L2 and lr values."""
+    if not members:
+        return "none"
+    seeds = [m[0] for m in members]
+    return (f"{len(members)} (seeds {min(seeds)}-{max(seeds)}, l2 {sorted({m[1] for m in members})}, "
+            f"lr {sorted({m[2] for m in members})})")
+
+
+def open_run(out: str | Path, preset: Preset) -> RunStore:
+    """The run directory ``out`` for ``preset``, created or opened to write to (a damaged
+    catalog restored from its backup: :meth:`RunStore.create`); :class:`RunError` when it
+    holds shards trained with other settings (:func:`other_settings`): they would be
+    reported as the preset's."""
+    store = RunStore.create(out)
+    differences = other_settings(store, preset)
+    if differences:
+        more = f" (and {len(differences) - 2} more)" if len(differences) > 2 else ""
+        raise RunError(f"{store.path} holds networks trained with other settings than preset {preset.name!r}: "
+                       f"{'; '.join(differences[:2])}{more}; rerun with the preset they were trained with, or pass "
+                       "another --out")
+    return store
+
+
+#: The catalog ``meta`` key recording the fixed-point candidate budget of the run's analysis.
+CANDIDATES_KEY = "analysis_candidate_budget"
+
+
+def record_analysis(store: RunStore, config: AnalysisConfig) -> None:
+    """Record in the catalog, before analysing with ``config``, its candidate budget (the
+    one analysis setting a command or preset changes): :func:`stale_analyses` judges the
+    analysis files against it."""
+    if store.meta(CANDIDATES_KEY, "") != str(config.candidate_budget):
+        store.set_meta(CANDIDATES_KEY, str(config.candidate_budget))
+
+
+def recorded_analysis(store: RunStore) -> AnalysisConfig:
+    """The analysis settings last recorded (the default for runs analysed before it was)."""
+    budget = store.meta(CANDIDATES_KEY, str(AnalysisConfig.candidate_budget))
+    return AnalysisConfig(candidate_budget=int(budget))
+
+
+def stale_analyses(store: RunStore) -> list[str]:
+    """The analyses of ``store`` that are not current: computed for other weights (another
+    shard config hash), other members or other settings than those recorded
+    (:func:`recorded_analysis`), or not computed at all. Asks the analysis's own cache
+    check (:func:`analysis_current`); nothing is computed. Damaged files must be ruled
+    out first (:meth:`RunStore.damage`): they read as stale."""
+    config = recorded_analysis(store)
+    stale = [f"shard {s}" for s in store.shards() if not analysis_current(store, s, config)]
+    if stale:
+        return stale
+
+    def found(what: str) -> None:
+        raise _Stale(what)
+
+    try:
+        analyze_run(store, config, "cpu", on_step=found, shards_done=True)
+    except _Stale as err:
+        return [str(err)]
+    return []
+
+
 def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardProgress | None = None,
                on_step: Step | None = None, workers: int | None = None, backend: Backend | None = None,
                on_done: Step | None = None, train_only: bool = False) -> Path | None:
@@ -411,12 +542,14 @@ def run_preset(preset: Preset, out: str, device: torch.device, on_shard: ShardPr
     ``on_shard``'s per-step progress in this process. Per-task geometry, topology, claims
     and report run here after them. ``train_only``: train what is missing and stop (no
     analysis, no report; returns None), e.g. to train on one machine and analyse later."""
-    store = RunStore.create(out)
+    store = open_run(out, preset)
     workers = default_workers(device) if workers is None else workers
     shards = preset.shards()
     damaged = repair_plan(store, preset)
     done = set(store.shards()) - damaged
     config = analysis_config(preset)
+    if not train_only:
+        record_analysis(store, config)
     if backend is not None:
         run_jobs(store, preset, done, config, str(device), backend, on_step, on_done, train_only)
         if train_only:

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..cells import ACTIVATIONS, CELLS
-from ..tasks import TASKS
+from ..tasks import TASKS, Task, make_task
+
+
+class PresetError(ValueError):
+    """A preset field of the wrong type or value; the message starts with the field."""
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _listed(values: object, kind: type | tuple[type, ...]) -> bool:
+    """A non-empty list or tuple of distinct ``kind`` values (bools are not numbers)."""
+    return (isinstance(values, (list, tuple)) and len(values) > 0
+            and all(isinstance(v, kind) and not isinstance(v, bool) for v in values)
+            and len(set(values)) == len(values))
+
+
+def _require(ok: bool, name: str, expected: str, value: object) -> None:
+    if not ok:
+        raise PresetError(f"{name}: expected {expected}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -56,25 +82,42 @@ class Preset:
     task_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = [t for t in self.tasks if t not in TASKS] + [a for a in self.archs if a not in CELLS]
-        unknown += [a for a in self.activations if a not in ACTIVATIONS]
-        if unknown:
-            raise ValueError(f"preset {self.name!r}: unknown task/arch/activation {unknown}")
-        sizes = (self.seeds, self.steps, self.batch_size, self.fixed_point_candidates, min(self.hidden, default=0))
-        if min(sizes) < 1:
-            raise ValueError(f"preset {self.name!r}: seeds, steps, batch_size, fixed_point_candidates and hidden "
-                             "must be positive")
-        if min(self.min_passed, self.extend_steps, self.min_steps, self.confirm) < 0 or self.max_rounds < 1:
-            raise ValueError(f"preset {self.name!r}: min_passed, extend_steps, min_steps and confirm must be >= 0, "
-                             "max_rounds >= 1")
+        """Check every field's type and value, and build every task from its
+        ``task_params`` (each task checks its own fields): :class:`PresetError` naming the
+        field, before anything is trained or written."""
+        _require(isinstance(self.name, str) and bool(self.name), "name", "a non-empty string", self.name)
+        for name, known in (("tasks", TASKS), ("archs", CELLS), ("activations", ACTIVATIONS)):
+            values = getattr(self, name)
+            _require(_listed(values, str), name, "a non-empty list of names without repeats", values)
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                raise PresetError(f"{name}: unknown task/arch/activation {unknown}; known: {sorted(known)}")
+        _require(_listed(self.hidden, int) and min(self.hidden) >= 1, "hidden",
+                 "a non-empty list of positive integers without repeats", self.hidden)
+        _require(_listed(self.l2, (int, float)) and all(math.isfinite(v) and v >= 0 for v in self.l2), "l2",
+                 "a non-empty list of finite numbers >= 0 without repeats", self.l2)
+        _require(_number(self.lr) and self.lr > 0, "lr", "a finite number > 0", self.lr)
+        for name, least in (("seeds", 1), ("first_seed", 0), ("steps", 1), ("batch_size", 1),
+                            ("fixed_point_candidates", 1), ("min_passed", 0), ("max_rounds", 1),
+                            ("extend_steps", 0), ("min_steps", 0), ("confirm", 0)):
+            value = getattr(self, name)
+            _require(_integer(value) and value >= least, name, f"an integer >= {least}", value)
         if self.min_steps > self.steps:
-            raise ValueError(f"preset {self.name!r}: min_steps ({self.min_steps}) exceeds steps ({self.steps})")
-        if not self.tasks or not self.archs or not self.activations or not self.l2:
-            raise ValueError(f"preset {self.name!r}: tasks, archs, activations and l2 must be non-empty")
-        if any(v < 0 for v in self.l2) or not self.lr > 0:
-            raise ValueError(f"preset {self.name!r}: l2 must be >= 0 and lr > 0")
+            raise PresetError(f"min_steps: {self.min_steps} exceeds steps ({self.steps})")
+        _require(isinstance(self.task_params, dict) and all(isinstance(v, dict) for v in self.task_params.values()),
+                 "task_params", "a table of tables, one per task", self.task_params)
         if set(self.task_params) - set(self.tasks):
-            raise ValueError(f"preset {self.name!r}: task_params for tasks not in the preset")
+            raise PresetError(f"task_params: tasks not in the preset {sorted(set(self.task_params) - set(self.tasks))}")
+        for task in self.tasks:
+            self.task(task)
+
+    def task(self, name: str) -> Task:
+        """The task ``name`` built from its ``task_params`` (:class:`PresetError` naming the
+        field when a parameter is unknown or invalid)."""
+        try:
+            return make_task(name, **self.task_params.get(name, {}))
+        except (ValueError, TypeError) as err:
+            raise PresetError(f"task_params.{name}: {err}") from None
 
     def round_members(self, round_: int) -> tuple[list[int], list[float]]:
         """Seeds and L2 values of round ``round_``'s ``l2 x seeds`` members (fresh seeds
@@ -116,14 +159,19 @@ PRESETS: dict[str, Preset] = {
 
 
 def load_preset(name_or_path: str) -> Preset:
-    """A built-in preset by name, or a TOML file with the Preset fields."""
+    """A built-in preset by name, or a TOML file with the Preset fields, checked completely
+    (:meth:`Preset.__post_init__`); errors name the file and the field."""
     if name_or_path in PRESETS:
         return PRESETS[name_or_path]
     path = Path(name_or_path)
     if not path.is_file():
         raise ValueError(f"unknown preset {name_or_path!r}: use one of {sorted(PRESETS)} or a TOML file path")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML ({err})") from None
     known = {f.name for f in fields(Preset)}
@@ -131,6 +179,9 @@ def load_preset(name_or_path: str) -> Preset:
         raise ValueError(f"{path}: unknown preset fields {sorted(set(data) - known)}; valid: {sorted(known)}")
     data.setdefault("name", path.stem)
     for key in ("tasks", "archs", "activations", "hidden", "l2"):
-        if key in data:
+        if isinstance(data.get(key), list):
             data[key] = tuple(data[key])
-    return Preset(**data)
+    try:
+        return Preset(**data)
+    except PresetError as err:
+        raise PresetError(f"{path}: {err}") from None

@@ -82,6 +82,7 @@ class RayBackend:
         # torch threads per task: the whole CPUs it holds, at least one
         self.threads = max(1, math.floor(cpus_per_shard))
         self._remotes: dict[Callable[[Any], Any], Any] = {}
+        self._submitted: list[Any] = []  # ObjectRefs, cancelled when the driver stops early
         self._ray: Any = None
 
     def __enter__(self) -> RayBackend:
@@ -122,13 +123,24 @@ class RayBackend:
         log.info("Ray cluster at %s: %d node(s), %g CPUs, %g GPUs; %g CPU(s) and %g GPU(s) per shard", where,
                  len(nodes), total_cpus, total_gpus, self.cpus, self.gpus)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._ray is not None:
-            self._ray.shutdown()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Disconnect; left by an exception (Ctrl-C included), first cancel every task not
+        yet finished, so that none keeps running on the cluster."""
+        if self._ray is None:
+            return
+        if exc_type is not None:
+            for ref in self._submitted:
+                try:
+                    self._ray.cancel(ref, force=True)
+                except Exception:  # a finished or lost task: nothing to cancel
+                    pass
+        self._ray.shutdown()
 
     def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
         """Run ``fn(job)`` as a Ray task (named after ``fn``) with the shard's resources."""
         if fn not in self._remotes:
             self._remotes[fn] = self._ray.remote(fn).options(num_cpus=self.cpus, num_gpus=self.gpus,
                                                            max_retries=self.max_retries)
-        return self._remotes[fn].remote(job).future()  # type: ignore[no-any-return]
+        ref = self._remotes[fn].remote(job)
+        self._submitted.append(ref)
+        return ref.future()  # type: ignore[no-any-return]

@@ -62,6 +62,7 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     for damage in kept.damage():  # the analysis files left out (states, fixed points) leave the catalog too
         if damage.kind == "analysis" and damage.problem == "missing":
             kept.forget_file(staging / damage.path)
+    (staging / "catalog.sqlite.bak").unlink(missing_ok=True)  # the run's own backup is not exported
     old_claims, old_provenance = target / "report" / "claims.json", out / "provenance.json"
     previous = json.loads(old_claims.read_text()) if old_claims.is_file() else None
     previous_preset = json.loads(old_provenance.read_text()).get("preset") if old_provenance.is_file() else None
