@@ -319,8 +319,9 @@ class LocalBackend:
     """``workers`` single-threaded spawned processes on this machine.
 
     Ctrl-C reaches the whole process group, but only the driver acts on it: workers are
-    started (lazily, by ``submit``) while SIGINT is ignored, which a new Python process
-    keeps. Left by an exception (Ctrl-C included), the backend terminates its workers at
+    started (lazily, by ``submit``) while SIGINT is *blocked* in the driver's thread, a mask
+    a new process inherits and Python keeps; the driver's own Ctrl-C is held pending
+    meanwhile, not lost, and delivered when the mask is lifted. Left by an exception (Ctrl-C included), the backend terminates its workers at
     once rather than letting them finish their jobs: nothing they hold was written, and a
     rerun resumes."""
 
@@ -349,11 +350,11 @@ class LocalBackend:
         assert self._pool is not None, "use LocalBackend as a context manager"
         if threading.current_thread() is not threading.main_thread():  # signals belong to the main thread
             return self._pool.submit(fn, job)
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             return self._pool.submit(fn, job)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run_jobs(store: RunStore, preset: Preset, done: set[str], config: AnalysisConfig, device: str,
