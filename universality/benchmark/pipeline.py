@@ -321,7 +321,8 @@ class LocalBackend:
     Ctrl-C reaches the whole process group, but only the driver acts on it: workers are
     started (lazily, by ``submit``) while SIGINT is *blocked* in the driver's thread, a mask
     a new process inherits and Python keeps; the driver's own Ctrl-C is held pending
-    meanwhile, not lost, and delivered when the mask is lifted. Left by an exception (Ctrl-C included), the backend terminates its workers at
+    meanwhile, not lost, and delivered when the mask is lifted. Left by an exception
+    (Ctrl-C included), the backend terminates its workers at
     once rather than letting them finish their jobs: nothing they hold was written, and a
     rerun resumes."""
 
