@@ -155,7 +155,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_worker(tmp_path):
                       .replace("steps = 40", "steps = 100000\nmin_steps = 100000"))
     proc = subprocess.Popen([sys.executable, "-m", "universality", "run", "--preset", str(preset), "--out",
                              str(tmp_path / "run"), "--workers", "2"], stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=sigint_default)
     try:
         deadline = time.monotonic() + 600  # generous: a loaded machine starts processes slowly
         workers: list[int] = []
@@ -175,6 +175,12 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_worker(tmp_path):
     assert proc.stderr is not None
     assert proc.stderr.read().strip() == "universality run: interrupted; rerun the same command to resume"
     assert [w for w in workers if Path(f"/proc/{w}").exists()] == []
+
+
+def sigint_default():
+    """SIGINT at its default, as under a terminal (a shell's background job inherits it
+    ignored, and a Python started so never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def blocks_sigint(pid):
