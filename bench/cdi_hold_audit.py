@@ -24,7 +24,7 @@ from universality.store import RunStore
 def kept_fractions(pop, pulse: int = 25) -> torch.Tensor:
     """``[P, 2 contexts, 4 values]`` readout(end of hold) / readout(end of pulse)."""
     task = pop.task
-    T, R = task.n_time, abs(task.scale) * task.max_stimulus * task.mean_max
+    T, R = task.n_time, task.output_range
     values = torch.tensor([-1.0, -0.5, 0.5, 1.0]) * R
     out = []
     for c in (0, 1):
