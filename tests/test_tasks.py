@@ -370,3 +370,27 @@ def test_non_positive_n_time_raises(name: str, n_time: int) -> None:
 def test_pulse_probability_outside_unit_interval_raises(p: float) -> None:
     with pytest.raises(ValueError, match="p_pulse"):
         FlipFlop(p_pulse=p)
+
+
+def _leaky_score(task: ContextIntegration, tau: float) -> float:
+    """The task's score of the leaky integrator ``y' = exp(-1/tau) y + g scale u_ctx`` with the
+    readout gain ``g`` that minimises its squared error (least squares)."""
+    trials = task.sample(2048, gen(3))
+    ctx = trials.inputs[:, 0, 2:].argmax(-1)
+    u = trials.inputs[..., :2].gather(-1, ctx[:, None, None].expand(-1, task.n_time, 1)).double()
+    decay, h, ys = math.exp(-1 / tau), torch.zeros(len(u), 1, dtype=torch.float64), []
+    for t in range(task.n_time):
+        h = decay * h + task.scale * u[:, t]
+        ys.append(h)
+    y = torch.stack(ys, 1)
+    target = trials.targets.double()
+    gain = (y * target).sum() / (y * y).sum()
+    return float(task.score((gain * y).float(), trials))
+
+
+def test_cdi_pass_threshold_separates_leaky_from_line_integrators() -> None:
+    """The cdi target passes an integrator that keeps >= 0.8 over a trial only when it leaks
+    no faster than that: tau = 2T fails, tau = 10T passes (docs/methods.md)."""
+    task = ContextIntegration()
+    assert not bool(task.passed(torch.tensor(_leaky_score(task, 2 * task.n_time))))
+    assert bool(task.passed(torch.tensor(_leaky_score(task, 10 * task.n_time))))
