@@ -296,6 +296,24 @@ def test_irrelevant_stream_may_move_the_output_by_a_fifth_of_the_value():
         assert sc.criteria["selection"]  # the slow mode carries none of the irrelevant input
 
 
+def test_irrelevant_stream_is_judged_against_the_resting_output():
+    """A readout offset that no stream causes (0.05 R: 0.3 of the smallest judged value R/6,
+    more than the 0.2 the stream may move) is not the irrelevant stream's doing: the line
+    still holds. The same offset beside a stream that moves the output by 0.25 |v| fails."""
+    def system(k: float, offset: float) -> Population:
+        b_in = torch.zeros(1, 2, 2, 2, dtype=F64)
+        for ctx in range(2):
+            b_in[0, ctx, 0, ctx] = GAIN
+            b_in[0, ctx, 1, 1 - ctx] = k
+        return gated_population(diag([1.0, 0.0]), b_in, torch.tensor([[[1.0, 1.0]]], dtype=F64),
+                                **{"readout.bias": torch.full((1, 1), offset * R, dtype=F64)})
+
+    for k, held in ((0.0, True), (0.25, False)):
+        (sc,) = scaffold(system(k, 0.05))
+        assert sc.numbers["moved"] == pytest.approx(k, rel=1e-6, abs=1e-9)
+        assert sc.criteria["hold"] == held
+
+
 def test_hold_test_judges_every_level_from_the_floor_up_both_signs():
     """Synthetic probe outputs: every level kept exactly, but one. A level at 1/6 R (above the
     floor 0.15 R) that leaks fails the context; one at 1/7 R (below it) is not judged."""

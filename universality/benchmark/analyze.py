@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the scaffold and topology files' content: part of their cache key, so that
 #: files written by an older scaffold definition are recomputed, not misread.
-SCAFFOLD_FORMAT = 4
+SCAFFOLD_FORMAT = 5
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,12 @@ the task trains, so the largest value R is reached at the largest stream mean), 
 ``H`` steps (default T) at zero sensory input; once on the relevant stream (``stream =
 c``), once on the irrelevant one (``stream = 1 - c``); float64; y is the network's
 output (first channel). Per level: ``kept = y(end of hold) / y(end of stimulus)``
-(relevant probe) and ``moved = max_t |y(t)| / |v|`` over every step of the irrelevant
-probe. Context c holds when every level with ``|v| >= HOLD_FLOOR R`` (0.15 R) has
-``kept`` within the bounds and ``moved <= 0.2``. The floor: the task's pass threshold
-allows an RMS output error of ``sqrt(0.002 var(target)) = 0.0144 R`` (default task), an
+(relevant probe) and ``moved = max_t |y(t) - y_0(t)| / |v|`` over every step of the
+irrelevant probe, where ``y_0`` is the output of the probe of value 0 (nothing pulsed):
+the network's resting output (an offset, or the transient from the zero state as the
+context switches on) is not something the irrelevant stream moved. Context c holds when
+every level with ``|v| >= HOLD_FLOOR R`` (0.15 R) has ``kept`` within the bounds and
+``moved <= 0.2``. The floor: the task's pass threshold allows an RMS output error of ``sqrt(0.002 var(target)) = 0.0144 R`` (default task), an
 error (an offset of the output, say) that alone can move the kept fraction of a value
 below ``0.0144 R / 0.2 = 0.072 R`` out of the bounds; the floor is twice that, so a
 network with the tolerated error spends at most half the hold's tolerance on it. Every
@@ -222,13 +224,14 @@ CRITERIA: tuple[Criterion, ...] = (
         "integrated from the zero state by a noise-free pulse on the relevant stream (the task's longest stimulus), "
         f"is held at zero sensory input for one trial: y(end of hold) / y(end of stimulus) in [{KEPT}, {1 / KEPT:g}] "
         "(y the network's output); and the same pulses on the irrelevant stream move the output "
-        f"by at most {1 - KEPT:.1f} |v| at every step (float64).",
+        f"by at most {1 - KEPT:.1f} |v| at every step from where it is with nothing pulsed (float64).",
         "What a line attractor does (Fig. 3): it keeps the value it integrated and ignores the other stream. "
         f"The bounds are the one time scale tau* = T / ln(1 / {KEPT}) = 4.5 T: a leaky integrator with tau* keeps "
         f"{KEPT} of its value over a trial, and the task's pass threshold is that integrator's error, so a network "
         "that holds less is leakier than the task allows; 1.25 is the same rate of growth. The irrelevant stream "
         f"may move the output by {1 - KEPT:.1f} of the pulsed value, the most the hold lets a held value of that "
-        f"size move. Levels below {HOLD_FLOOR} R are not judged: the task's tolerated RMS error (0.0144 R at its "
+        "size move; measured from the output with nothing pulsed, because the network's resting output is not "
+        f"the stream's doing. Levels below {HOLD_FLOOR} R are not judged: the task's tolerated RMS error (0.0144 R at its "
         f"pass threshold) alone could move their fraction out of the bounds below 0.072 R; {HOLD_FLOOR} R is "
         "twice that. Every judged level counts, both signs: a line attractor holds every value it integrates.",
     ),
@@ -409,7 +412,9 @@ def hold_test(outputs: Tensor, values: Tensor, n_stimulus: int, out_range: float
 
     Per level, ``kept`` (relevant probe: the output at the end of the hold over the output
     at the end of the stimulus, step ``n_stimulus - 1``), ``moved`` (irrelevant probe: the
-    largest |output| over all steps / |v|) and ``gain`` (relevant output at the end of the
+    largest |output - baseline| over all steps / |v|, the baseline being the output of the
+    probe of value 0, which pulses nothing: what the stream itself moves, not the
+    network's resting output) and ``gain`` (relevant output at the end of the
     stimulus / v). Returns ``[P, C]`` tensors over the levels with |v| >= HOLD_FLOOR *
     ``out_range``: ``held`` (every such level has ``kept`` within
     ``timescales.hold_bounds(H)`` and ``moved <= timescales.tolerance``; NaN fails),
@@ -418,10 +423,14 @@ def hold_test(outputs: Tensor, values: Tensor, n_stimulus: int, out_range: float
     judged = values.abs() >= HOLD_FLOOR * out_range  # [L]
     if not bool(judged.any()):
         raise ValueError(f"hold_test: no probe value reaches {HOLD_FLOOR} R")
+    zero = int(values.abs().argmin())
+    if values[zero].abs() > 1e-9 * values.abs().max():
+        raise ValueError("hold_test: the probe values must contain 0 (the irrelevant stream's baseline)")
     v = values[judged]
     stored = outputs[:, :, 0, judged, n_stimulus - 1]
     kept = outputs[:, :, 0, judged, -1] / stored
-    moved = outputs[:, :, 1, judged].abs().amax(-1) / v.abs()
+    baseline = outputs[:, :, 1, zero, None]  # [P, C, 1, D + H]: the output with no stream pulsed
+    moved = (outputs[:, :, 1, judged] - baseline).abs().amax(-1) / v.abs()
     lo, hi = timescales.hold_bounds(outputs.shape[-1] - n_stimulus)
     ok = (kept >= lo) & (kept <= hi) & (moved <= timescales.tolerance)
     return {"held": ok.all(-1), "kept_min": kept.amin(-1), "kept_max": kept.amax(-1), "moved": moved.amax(-1),
