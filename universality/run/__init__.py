@@ -1,0 +1,1 @@
+"""The run directory: its layout, files, catalog, analysis cache and lock."""
