@@ -1,4 +1,4 @@
-"""Tests for universality.compare: MDS and separability statistics."""
+"""Tests for universality.geometry.separability: MDS and separability statistics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from universality.compare import (
+from universality.geometry import pairwise_distances
+from universality.geometry.separability import (
     Separability,
     chance_level,
     mds,
@@ -16,7 +17,6 @@ from universality.compare import (
     separability,
     silhouette,
 )
-from universality.geometry import pairwise_distances
 
 
 def _clusters(seed: int, sizes: list[int], spread: float = 0.3, dim: int = 5) -> tuple[np.ndarray, np.ndarray]:

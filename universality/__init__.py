@@ -8,13 +8,13 @@ from __future__ import annotations
 from .cells import Cell as Cell
 from .cells import ModuleCell as ModuleCell
 from .cells import make_cell as make_cell
-from .compare import mds as mds
-from .compare import separability as separability
 from .dynamics import FixedPointConfig as FixedPointConfig
 from .dynamics import FixedPoints as FixedPoints
 from .dynamics import find_fixed_points as find_fixed_points
 from .geometry import distance as distance
+from .geometry import mds as mds
 from .geometry import pairwise_distances as pairwise_distances
+from .geometry import separability as separability
 from .population import Member as Member
 from .population import Population as Population
 from .store import MemberRow as MemberRow

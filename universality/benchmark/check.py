@@ -43,8 +43,7 @@ from scipy import stats
 from torch import nn
 
 from ..cells import ModuleCell
-from ..compare import mds, nearest_neighbours
-from ..geometry import pairwise_distances
+from ..geometry import mds, nearest_neighbours, pairwise_distances
 from ..scaffold import SCAFFOLDS, distance_matrix
 from ..store import RunError, RunStore
 from ..verdicts import ALPHA, MIN_MEMBERS, Claim, Verdict, against_threshold, fisher_lower_p, mean_ci, proportion_ci

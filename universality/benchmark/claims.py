@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compare import chance_level, nearest_neighbor_accuracy, nearest_neighbor_scores, nn_permutation_p
+from ..geometry import chance_level, nearest_neighbor_accuracy, nearest_neighbor_scores, nn_permutation_p
 from ..scaffold import SCAFFOLDS
 from ..store import MemberRow
 from ..verdicts import (

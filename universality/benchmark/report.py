@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..compare import mds
+from ..geometry import mds
 from ..scaffold import SCAFFOLDS, FigureContext
 from ..store import MemberRow, RunStore
 from ..tasks import task_from_config

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_K", "METRICS", "Metric", "distance", "pairwise_distances"]
+__all__ = ["DEFAULT_K", "METRICS", "Metric", "distance", "pairwise_distances", "svcca_k"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,14 @@ CCA would match noise, are dropped (docs/methods.md, "Geometry").
 """
 
 Representations = Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
+
+
+def svcca_k(representations: Sequence[Tensor | np.ndarray], k: int = DEFAULT_K) -> int:
+    """The number of components the CCA metrics keep for a set of networks: ``k``, lowered
+    to the smallest numerical rank of a centred representation ``[M, U_n]`` among them, so
+    every network has that many principal components."""
+    ranks = [int(torch.linalg.matrix_rank(x - x.mean(0))) for x in (torch.as_tensor(r) for r in representations)]
+    return min([k, *ranks])
 
 
 @dataclass(frozen=True)
