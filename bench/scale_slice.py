@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from universality.benchmark.claims import criteria_rates
-from universality.benchmark.report import collect, fmt_number
+from universality.claims.rules import criteria_rates
+from universality.report.report import collect
+from universality.report.tables import number as fmt_number
+from universality.run.catalog import MemberRow, RunStore
 from universality.scaffold import SCAFFOLDS
-from universality.store import MemberRow, RunStore
 
 
 def claims_of(run: Path) -> dict[tuple[str, str], dict[str, Any]]:

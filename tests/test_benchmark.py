@@ -5,13 +5,15 @@ import json
 import numpy as np
 import pytest
 from scipy import stats
+from universality.report.reference import ExportRecord, describe_preset, export
+from universality.run.catalog import MemberRow, RunStore
 
-from universality.benchmark import PRESETS, Preset, load_preset
-from universality.benchmark.claims import error_matched, scaffold_claims, separability_claims
-from universality.benchmark.reference import ExportRecord, describe_preset, export
-from universality.benchmark.report import fmt_number, matched_table, training_table
+from universality.pipeline.config import PRESETS, Preset, load_preset
+from universality.claims import error_matched, scaffold_claims, separability_claims
 from universality.cli import main
-from universality.store import MemberRow, RunStore
+from universality.report.report import matched_table, training_table
+from universality.report.tables import number as fmt_number
+from universality.scaffold import SCAFFOLDS, StoredScaffold
 
 
 def test_built_in_presets_cover_the_paper_grid():
@@ -119,10 +121,8 @@ def test_geometry_needs_a_significant_permutation_test():
 
 
 def flipflop_numbers(canonical, **criteria):
-    from universality.scaffold import SCAFFOLDS
-
     names = [c.name for c in SCAFFOLDS["flipflop"].criteria]
-    return {"canonical": canonical, "criteria": {n: criteria.get(n, canonical) for n in names}}
+    return StoredScaffold(canonical, {n: criteria.get(n, canonical) for n in names}, None)
 
 
 def test_scaffold_claims_pool_groups_with_intervals_and_exclusions():
@@ -140,7 +140,7 @@ def test_scaffold_claims_pool_groups_with_intervals_and_exclusions():
     assert pooled.n == 78 and pooled.value == pytest.approx(76 / 78) and pooled.verdict == "pass"
     assert pooled.detail["homogeneity_p"] == pytest.approx(1.0) and pooled.detail["groups_failed"] == []
     assert pooled.detail["icc"] < 0.01  # two groups at the same rate: no spread between them
-    assert set(pooled.detail["criteria"]) == set(flipflop_numbers(True)["criteria"])
+    assert set(pooled.detail["criteria"]) == set(flipflop_numbers(True).criteria)
 
 
 def test_heterogeneous_groups_fail_the_pooled_claim():
@@ -197,7 +197,7 @@ def test_error_matched_claims_where_the_subset_changes_a_verdict():
     gru = [0.95, 0.96, 0.97, 0.98, 0.99, 0.97] * 4
     rows, scaffolds = two_groups(list(zip(vanilla, gru, strict=True)),
                                  lambda arch, score: arch == "gru" or score >= 0.935)
-    assert sum(not scaffolds[r.member]["canonical"] for r in rows) == 8
+    assert sum(not scaffolds[r.member].canonical for r in rows) == 8
     on_all, on_matched, kept, band, table = verdicts_on_all_and_matched(rows, scaffolds)
     assert band == (0.95, 0.99) and len(kept) == 12 + 24
     # all: vanilla 16/24 is shown below 0.9 (Holm p 0.003), so the pooled 40/48 fails;
@@ -294,8 +294,7 @@ def test_run_rejects_a_bad_preset(tmp_path, capsys):
 @pytest.mark.parametrize("min_passed, threshold, rounds", [(0, 1.0, 1), (2, 1.0, 3), (2, 0.0, 1)])
 def test_shards_train_more_seeds_until_enough_pass(tmp_path, min_passed, threshold, rounds):
     import torch
-
-    from universality.benchmark.pipeline import train_shard
+    from universality.pipeline.driver import train_shard
 
     # 2 steps never reach sign accuracy 1.0 (nothing passes) and always reaches 0.0
     preset = Preset(name="t", tasks=("flipflop",), archs=("gru",), activations=("tanh",), hidden=(4,), seeds=2,

@@ -4,6 +4,7 @@ permuting hidden units, distances that are metrics), invariance to changes of
 coordinates (the paper's thesis), and the homology fingerprints. (Sine and cdi systems:
 tests/test_scaffold_sine.py, tests/test_scaffold_cdi.py.)"""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -19,10 +20,13 @@ from scipy.optimize import brentq
 
 from universality.cells import make_cell
 from universality.cells.base import Cell
+from universality.claims import criteria_rates
 from universality.dynamics import FixedPointConfig, find_fixed_points
 from universality.geometry import distance as geometry_distance
 from universality.population import Population
-from universality.scaffold import SCAFFOLDS, FigureContext, distance_matrix, flipflop
+from universality.report.figures import FigureContext
+from universality.report.figures import flipflop as flipflop_figures
+from universality.scaffold import SCAFFOLDS, distance_matrix, flipflop
 from universality.scaffold.homology import diagram_distance, fingerprint, n_long_lived, persistence
 from universality.tasks import make_task
 
@@ -293,9 +297,9 @@ def test_flipflop_figures_draw_the_fixed_points_and_the_functional_memory(tmp_pa
     states, _ = pop.run(pop.task.sample(4, torch.Generator().manual_seed(0)).inputs.double())
     rows = [SimpleNamespace(member=10 + i, shard="s", idx=i, arch="diagtanh", activation="tanh", hidden=3)
             for i in range(2)]
-    ctx = FigureContext(rows, {10 + i: s.as_dict() for i, s in enumerate(scaffolds)}, lambda shard: fp,
-                        lambda shard: states, lambda shard: pop.task, tmp_path)
-    lines = flipflop.figures(ctx)
+    ctx = FigureContext("flipflop", rows, {10 + i: flipflop.SPEC.read(s.as_dict()) for i, s in enumerate(scaffolds)},
+                        lambda shard: fp, lambda shard: states, tmp_path)
+    lines = flipflop_figures.figures(ctx)
     drawn = sorted(p.name for p in tmp_path.iterdir())
     assert drawn == ["flipflop_fixed_points_diagtanh.png", "flipflop_functional_memory.png"]
     assert all(any(f"figures/{name}" in line for line in lines) for name in drawn)
@@ -385,6 +389,29 @@ def test_scaffolds_follow_the_protocol(registry_case):
         json.dumps(s.as_dict(), allow_nan=True)  # JSON-able numbers
     assert len({len(s.topology) for s in scaffolds}) == len({len(s.dynamics) for s in scaffolds}) == 1
     assert all(np.array_equal(s.topology, np.round(s.topology)) for s in scaffolds), "topology is discrete"
+
+
+def test_stored_scaffolds_read_back_typed_and_a_renamed_criterion_raises(registry_case, monkeypatch):
+    spec, scaffolds, _ = registry_case
+    stored = [spec.read(json.loads(json.dumps(s.as_dict()))) for s in scaffolds]
+    for s, back in zip(scaffolds, stored, strict=True):
+        assert back.canonical == s.canonical and dict(back.criteria) == s.criteria and not back.diverged
+        assert all(back.met(c.name) == s.criteria[c.name] for c in spec.criteria)
+        assert isinstance(back.numbers, spec.numbers)
+    with pytest.raises(KeyError):  # a criterion the scaffold does not define is no "unmet"
+        stored[0].met("no_such_criterion")
+    diverged = spec.read({"canonical": False, "diverged": True})
+    assert diverged.diverged and not diverged.canonical and not diverged.met(spec.criteria[0].name)
+
+    renamed = dataclasses.replace(spec.criteria[0], name=spec.criteria[0].name + "_renamed")
+    other = type("Renamed", (type(spec),), {"criteria": (renamed, *spec.criteria[1:])})()
+    with pytest.raises(ValueError, match="stored criteria"):  # numbers stored under the old name
+        other.read(scaffolds[0].as_dict())
+    monkeypatch.setitem(SCAFFOLDS, spec.task, other)
+    with pytest.raises(KeyError):  # and the rate of the renamed criterion is not counted as unmet
+        criteria_rates(spec.task, [SimpleNamespace(member=0, passed=True)], {0: stored[0]})
+    with pytest.raises(ValueError, match="lack"):
+        spec.read({k: v for k, v in scaffolds[0].as_dict().items() if k != dataclasses.fields(spec.numbers)[0].name})
 
 
 @pytest.mark.parametrize("signature", ["topology", "dynamics"])

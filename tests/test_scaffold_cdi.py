@@ -17,23 +17,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-from universality import verdicts
 from universality.cells.base import Cell, Params
+from universality.claims import verdicts
+from universality.claims.rules import cdi_modes
 from universality.dynamics import FixedPointConfig, FixedPoints, eigendecompose, find_fixed_points
 from universality.population import Member, Population
-from universality.scaffold.base import FigureContext
+from universality.report.figures import FigureContext
+from universality.report.figures import cdi as cdi_figures
+from universality.scaffold.base import StoredScaffold
 from universality.scaffold.cdi import (
+    CRITERIA,
     MIN_DISTINCT,
     SPEC,
     UNSHARED,
     CdiConfig,
+    CdiNumbers,
     Timescales,
     compute,
     context_flags,
     curve_fit,
     distance,
     dynamics_distance,
-    extra_claims,
     hold_test,
     line_statistics,
     response_modes,
@@ -652,18 +656,20 @@ def test_conditions_must_be_the_contexts():
 # ---------------------------------------------------------------------- claims, figures
 def rows_and_scaffolds(modes: dict[str, list[float]]):
     rows: list[SimpleNamespace] = []
-    scaffolds: dict[int, dict[str, float]] = {}
+    scaffolds: dict[int, StoredScaffold] = {}
     for arch, values in modes.items():
         for v in values:
             member = len(rows)
             rows.append(SimpleNamespace(member=member, task="cdi", arch=arch, activation="tanh", passed=True))
-            scaffolds[member] = {"modes_90": v}
+            numbers = CdiNumbers(modes_90=v, line_pc1=0.8, curve_r2=0.95, kept_min=0.9 - 0.1 * member, kept_max=1.0,
+                                 moved=0.01, spectrum=[1.0, 0.5, 0.2], response_curve=[0.5, 0.9, 1.0])
+            scaffolds[member] = StoredScaffold(True, {c.name: True for c in CRITERIA}, numbers)
     return rows, scaffolds
 
 
 def test_modes_claim_verdicts():
     def verdict(modes):
-        (claim,) = extra_claims(*rows_and_scaffolds(modes))
+        (claim,) = cdi_modes(*rows_and_scaffolds(modes))
         assert claim.claim == "cdi_modes"
         return claim
 
@@ -676,18 +682,15 @@ def test_modes_claim_verdicts():
     assert thin.verdict == "inconclusive" and math.isnan(thin.value)
     rows, scaffolds = rows_and_scaffolds({"vanilla": [1, 1], "gru": [3, 3]})
     rows[0].passed = False  # failed networks do not count
-    assert extra_claims(rows, scaffolds)[0].n == 3
-    assert extra_claims([], {}) == []
+    assert cdi_modes(rows, scaffolds)[0].n == 3
+    assert cdi_modes([], {}) == []
 
 
 def test_figures_draw_spectra_modes_line_scores_and_the_hold_table(tmp_path):
     rows, scaffolds = rows_and_scaffolds({"vanilla": [1, 1], "gru": [3, 4]})
-    for member, number in scaffolds.items():
-        number.update({"spectrum": [1.0, 0.5, 0.2], "response_curve": [0.5, 0.9, 1.0], "line_pc1": 0.8,
-                       "curve_r2": 0.95, "criteria": {"hold": member != 2}, "kept_min": 0.9 - 0.1 * member,
-                       "kept_max": 1.0, "moved": 0.01})
-    ctx = FigureContext(rows, scaffolds, lambda s: None, lambda s: None, lambda s: None, tmp_path)
-    lines = SPEC.figures(ctx) if SPEC.figures else []
+    scaffolds[2] = StoredScaffold(True, {**scaffolds[2].criteria, "hold": False}, scaffolds[2].numbers)
+    ctx = FigureContext("cdi", rows, scaffolds, lambda s: None, lambda s: None, tmp_path)
+    lines = cdi_figures.figures(ctx)
     for name in ("cdi_spectra", "cdi_mode_curves", "cdi_line_scores"):
         assert (tmp_path / f"{name}.png").exists() and any(f"figures/{name}.png" in line for line in lines)
     assert "| gru | 3.5 | 2 |" in lines and "| vanilla | 1 | 2 |" in lines

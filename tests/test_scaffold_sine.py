@@ -20,7 +20,9 @@ from universality.cells.base import Cell
 from universality.dynamics import find_fixed_points
 from universality.geometry import distance as geometry_distance
 from universality.population import Population
-from universality.scaffold import FigureContext, sine
+from universality.report.figures import FigureContext
+from universality.report.figures import sine as sine_figures
+from universality.scaffold import sine
 from universality.tasks import make_task
 
 F64 = torch.float64
@@ -480,9 +482,9 @@ def test_figures_draw_tracking_and_bias(tmp_path):
         def __init__(self, member):
             self.member, self.arch, self.activation = member, "gru", "tanh"
 
-    ctx = FigureContext([Row(0), Row(1)], {i: s.as_dict() for i, s in enumerate(scaffolds)}, None, None, None,
-                        tmp_path)
-    lines = sine.figures(ctx)
+    ctx = FigureContext("sine", [Row(0), Row(1)], {i: sine.SPEC.read(s.as_dict()) for i, s in enumerate(scaffolds)},
+                        None, None, tmp_path)
+    lines = sine_figures.figures(ctx)
     assert (tmp_path / "sine_frequency_tracking.png").is_file() and (tmp_path / "sine_frequency_bias.png").is_file()
     assert any("sine_frequency_bias.png" in line for line in lines)
-    assert sine.figures(FigureContext([], {}, None, None, None, tmp_path)) == []
+    assert sine_figures.figures(FigureContext("sine", [], {}, None, None, tmp_path)) == []

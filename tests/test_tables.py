@@ -2,6 +2,7 @@
 
 import math
 
+from universality.claims import Claim
 from universality.report.tables import (
     CHECK_TERMINAL,
     CLAIMS_MARKDOWN,
@@ -14,7 +15,6 @@ from universality.report.tables import (
     pass_rates,
     render,
 )
-from universality.verdicts import Claim
 
 ROWS = [Claim("geometry_architecture", "flipflop", 0.8125, "1-NN CI >= 0.6", "pass", 16, 0.7, 0.9,
               {"chance": 0.25, "p_value": 0.001, "other_metrics": {"cka": 0.5}}),

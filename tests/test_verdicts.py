@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from universality.benchmark.claims import THRESHOLDS
-from universality.verdicts import (
+from universality.claims import THRESHOLDS
+from universality.claims.verdicts import (
     ALPHA,
     GROUP_FAIL_ALPHA,
     Claim,

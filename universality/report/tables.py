@@ -3,15 +3,18 @@
 A table is a tuple of :class:`Column` and a sequence of items; each column turns an item
 into its cell text. :func:`render` lays them out in either style:
 
-* ``"markdown"``: ``| a | b |``, a ``|---|---|`` rule, one ``| x | y |`` line per item;
+* ``"markdown"``: ``| a | b |`` (an empty title is ``| |``), a ``|---|---|`` rule, one
+  ``| x | y |`` line per item;
 * ``"terminal"``: each cell padded to its column's ``width`` (right-aligned when
   ``right``), joined by each column's ``gap`` (one space by default); the header is the
   column titles laid out the same way.
 
 Cells are formatted by :func:`number` and :func:`interval`, which share one test for a
-missing value (:func:`missing`: ``None`` or NaN). The claim tables (:func:`claim_table`,
-:data:`CLAIMS_MARKDOWN`, :data:`CLAIMS_TERMINAL`) take :class:`~universality.claims.Claim`
-rows; :func:`pass_rates` groups member rows for the training tables.
+missing value (:func:`missing`: ``None`` or NaN). The claim tables (:func:`claim_table`
+with :data:`CLAIMS_MARKDOWN`, :data:`CLAIMS_TERMINAL`, :data:`CHECK_MARKDOWN`,
+:data:`CHECK_TERMINAL`) take :class:`~universality.claims.Claim` rows (``claims.json``
+rows through ``Claim.from_dict``); :func:`pass_rates` groups member rows for the
+pass-rate tables (:data:`PASS_RATES_TERMINAL`, the report's training table).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from ..claims.verdicts import Claim
 
 Style = Literal["markdown", "terminal"]
 T = TypeVar("T")
@@ -44,7 +49,8 @@ def render(columns: Sequence[Column[T]], items: Iterable[T], style: Style) -> li
     """The table's lines (header first) in ``style`` (module docstring)."""
     rows = [[c.cell(item) for c in columns] for item in items]
     if style == "markdown":
-        return ["| " + " | ".join(c.header for c in columns) + " |", "|" + "---|" * len(columns),
+        header = "|" + "".join(f" {c.header} |" if c.header else " |" for c in columns)
+        return [header, "|" + "---|" * len(columns),
                 *("| " + " | ".join(row) + " |" for row in rows)]
 
     def line(cells: Sequence[str]) -> str:
@@ -71,21 +77,7 @@ def interval(low: float | None, high: float | None) -> str:
 
 
 # ---------------------------------------------------------------------------- claims
-class ClaimRow(Protocol):
-    """What a claim table reads (:class:`~universality.claims.Claim` has it)."""
-
-    claim: str
-    group: str
-    value: float
-    threshold: str
-    verdict: str
-    n: int
-    ci_low: float
-    ci_high: float
-    detail: dict[str, Any]
-
-
-def detail_text(claim: ClaimRow) -> str:
+def detail_text(claim: Claim) -> str:
     """A claim's ``detail`` as ``key=value`` pairs (numbers by :func:`number`, lists space-
     separated), the long entries (``modes``, ``criteria``) left out and ``other_metrics``
     flattened."""
@@ -103,12 +95,12 @@ def detail_text(claim: ClaimRow) -> str:
     return text
 
 
-def _reason(claim: ClaimRow) -> str:
+def _reason(claim: Claim) -> str:
     return str(claim.detail.get("reason", ""))
 
 
 #: Every claim column by key: (header, cell, terminal width, right-aligned).
-CLAIM_COLUMNS: dict[str, Column[ClaimRow]] = {
+CLAIM_COLUMNS: dict[str, Column[Claim]] = {
     "claim": Column("claim", lambda c: c.claim, 24),
     "group": Column("group", lambda c: c.group, 16),
     "task": Column("task", lambda c: c.group, 9),  # check rows: the group is the task
@@ -131,7 +123,7 @@ CHECK_MARKDOWN = ("task", "check", "value", "ci", "threshold", "n", "verdict", "
 CHECK_TERMINAL = ("task", "check", "value", "ci", "verdict", "reason")
 
 
-def claim_table(claims: Iterable[ClaimRow], columns: Sequence[str], style: Style) -> list[str]:
+def claim_table(claims: Iterable[Claim], columns: Sequence[str], style: Style) -> list[str]:
     """The lines of a table of ``claims`` with the :data:`CLAIM_COLUMNS` named in ``columns``
     (e.g. :data:`CLAIMS_MARKDOWN`) in ``style``."""
     return render([CLAIM_COLUMNS[key] for key in columns], claims, style)
@@ -141,10 +133,14 @@ def claim_table(claims: Iterable[ClaimRow], columns: Sequence[str], style: Style
 class MemberLike(Protocol):
     """What :func:`pass_rates` reads of a member row."""
 
-    task: str
-    arch: str
-    activation: str
-    passed: bool
+    @property
+    def task(self) -> str: ...
+    @property
+    def arch(self) -> str: ...
+    @property
+    def activation(self) -> str: ...
+    @property
+    def passed(self) -> bool: ...
 
 
 M = TypeVar("M", bound=MemberLike)

@@ -1,7 +1,7 @@
-"""The scaffold protocol: what each task's scaffold module owns, and the registry's contract.
+"""The scaffold strategy: what each task's scaffold module owns, and the registry's contract.
 
-A task's scaffold module provides one :class:`ScaffoldSpec` (registered in
-``universality.scaffold.SCAFFOLDS``), which owns:
+A task's scaffold module subclasses the abstract :class:`ScaffoldSpec` once (its instance
+registered in ``universality.scaffold.SCAFFOLDS``), which owns:
 
 * ``compute(population, fixed_points, config=None) -> list[Scaffold]`` (one per member, in
   member order) from the population (to simulate, read out, linearise) and the
@@ -17,24 +17,29 @@ A task's scaffold module provides one :class:`ScaffoldSpec` (registered in
 * its **per-network criteria** (``criteria``: name, statement with thresholds, reason);
   each :class:`Scaffold` says which it meets (``Scaffold.criteria``), and ``canonical`` is
   the conjunction of the criteria marked ``headline``;
-* its task-specific **claims** beyond the per-criterion rates (``extra_claims``, e.g. the
-  cdi modes rank test), and its **figures** (``figures``);
+* its **typed numbers** (``numbers``: a frozen dataclass of the key numbers that claims and
+  figures read); :meth:`ScaffoldSpec.read` turns a member's stored numbers into a
+  :class:`StoredScaffold` and refuses numbers whose criteria or fields are not the spec's;
 * whether it reads slow points (``slow_points``: the analysis then keeps them in the
   stored fixed points, e.g. the flip-flop's slow-point memories).
+
+It writes no report: a task's figures live in ``universality.report.figures`` and its own
+claims beyond the rates in ``universality.claims.rules``.
 
 Both signatures must not depend on the coordinates of the state space: they are built from
 counts, labels defined through the readout, eigenvalues and projections normalised to be
 invariant to invertible changes of coordinates, so permuting hidden units or conjugating
-the dynamics leaves them unchanged. Claims, report and ``check`` loop over the registry:
-adding a task is one module plus its registry entry.
+the dynamics leaves them unchanged. Analysis, claims, report and ``check`` loop over the
+registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -81,21 +86,6 @@ class Scaffold:
                 **self.numbers}
 
 
-@dataclass(frozen=True)
-class FigureContext:
-    """What a task's ``figures`` hook may read: the passed members' rows (``MemberRow``:
-    ``member``, ``shard``, ``idx``, ``arch``, ``activation``, ``hidden``), their scaffold
-    numbers by member id (``Scaffold.as_dict()``), loaders by shard name, and the folder
-    to draw into. The hook returns the report's Markdown lines (image links, tables)."""
-
-    passed: Sequence[Any]
-    scaffolds: Mapping[int, dict[str, Any]]
-    fixed_points: Callable[[str], Any]  # shard -> FixedPoints
-    states: Callable[[str], Any]  # shard -> probe states [P, B, T, S]
-    task: Callable[[str], Any]  # shard -> the shard's Task
-    folder: Path
-
-
 def l1_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """L1 (cityblock) distance between signature rows: ``u [N, D], v [M, D] -> [N, M]``."""
     u, v = np.atleast_2d(np.asarray(u, dtype=np.float64)), np.atleast_2d(np.asarray(v, dtype=np.float64))
@@ -105,24 +95,59 @@ def l1_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ScaffoldSpec:
-    """How one task's scaffold is computed, compared, judged and drawn (module docstring)."""
+class StoredScaffold:
+    """One member's scaffold as stored, typed: ``canonical``, ``criteria`` (every criterion
+    of its task's spec -> met; empty for a diverged member, which has no scaffold) and
+    ``numbers`` (the spec's ``numbers`` dataclass; None when diverged)."""
 
-    task: str
-    compute: Callable[..., list[Scaffold]]
-    distance: Distance
-    criteria: tuple[Criterion, ...]
-    dynamics_distance: Distance = l1_distance
-    extra_claims: Callable[[Sequence[Any], Mapping[int, dict[str, Any]]], list[Any]] | None = None
-    figures: Callable[[FigureContext], list[str]] | None = None
-    claim: str = field(default="")
-    slow_points: bool = False
+    canonical: bool
+    criteria: Mapping[str, bool]
+    numbers: Any
+    diverged: bool = False
 
-    def __post_init__(self) -> None:
-        if not any(c.headline for c in self.criteria):
-            raise ValueError(f"scaffold {self.task!r}: at least one headline criterion is needed")
-        if not self.claim:
-            object.__setattr__(self, "claim", f"{self.task}_scaffold")
+    def met(self, criterion: str) -> bool:
+        """Whether the member meets ``criterion`` (False for a diverged member); a name its
+        spec does not define raises ``KeyError``."""
+        if self.diverged:
+            return False
+        return self.criteria[criterion]
+
+
+class ScaffoldSpec(ABC):
+    """How one task's scaffold is computed, compared, judged and read back (module
+    docstring). Subclass once per task, setting the class attributes and the static
+    methods ``compute``, ``distance`` and (optionally) ``dynamics_distance``."""
+
+    task: ClassVar[str]
+    criteria: ClassVar[tuple[Criterion, ...]]
+    #: The key numbers claims and figures read (a frozen dataclass; fields are keys of
+    #: :attr:`Scaffold.numbers`).
+    numbers: ClassVar[type]
+    #: Key of the task's rate claim (default ``<task>_scaffold``).
+    claim: ClassVar[str] = ""
+    slow_points: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not any(c.headline for c in cls.criteria):
+            raise ValueError(f"scaffold {cls.task!r}: at least one headline criterion is needed")
+        if not cls.claim:
+            cls.claim = f"{cls.task}_scaffold"
+
+    @staticmethod
+    @abstractmethod
+    def compute(population: Any, fixed_points: Any, config: Any = None) -> list[Scaffold]:
+        """One :class:`Scaffold` per member, in member order."""
+
+    @staticmethod
+    @abstractmethod
+    def distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Topology distance between signature rows: ``u [N, D], v [M, D] -> [N, M]``."""
+
+    @staticmethod
+    def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Dynamics distance between signature rows: ``u [N, D'], v [M, D'] -> [N, M]`` (L1)."""
+        return l1_distance(u, v)
 
     def judge(self, met: Mapping[str, bool]) -> tuple[bool, dict[str, bool]]:
         """``(canonical, criteria)`` from a member's criterion -> met mapping, which must
@@ -132,6 +157,25 @@ class ScaffoldSpec:
             raise ValueError(f"scaffold {self.task!r}: criteria {sorted(missing)} not evaluated")
         criteria = {c.name: bool(met[c.name]) for c in self.criteria}
         return all(criteria[c.name] for c in self.criteria if c.headline), criteria
+
+    def read(self, stored: Mapping[str, Any]) -> StoredScaffold:
+        """A member's stored numbers (:meth:`Scaffold.as_dict`, or ``{"canonical": false,
+        "diverged": true}``) as a :class:`StoredScaffold`. Raises ``ValueError`` when the
+        stored criteria are not exactly the spec's or a field of ``numbers`` is missing
+        (numbers written by another version of the scaffold)."""
+        if stored.get("diverged"):
+            return StoredScaffold(False, {}, None, diverged=True)
+        names = [c.name for c in self.criteria]
+        criteria = stored.get("criteria", {})
+        if sorted(criteria) != sorted(names):
+            raise ValueError(f"scaffold {self.task!r}: stored criteria {sorted(criteria)} are not the scaffold's "
+                             f"{sorted(names)}; analyse the run again")
+        fields = [f.name for f in dataclasses.fields(self.numbers)]
+        absent = [f for f in fields if f not in stored]
+        if absent:
+            raise ValueError(f"scaffold {self.task!r}: stored numbers lack {absent}; analyse the run again")
+        return StoredScaffold(bool(stored["canonical"]), {n: bool(criteria[n]) for n in names},
+                              self.numbers(**{f: stored[f] for f in fields}))
 
 
 def distance_matrix(fn: ScaffoldSpec | Distance, items: Sequence[Scaffold] | np.ndarray,

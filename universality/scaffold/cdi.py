@@ -125,7 +125,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,12 +133,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import verdicts
 from ..dynamics import FixedPointConfig, FixedPoints, eigendecompose, find_fixed_points, jacobians
 from ..dynamics.linearise import float64_params
 from ..population import READOUT_WEIGHT, Population
 from ..tasks.cdi import ContextIntegration
-from .base import Criterion, FigureContext, Scaffold, ScaffoldSpec, l1_distance
+from .base import Criterion, Scaffold, ScaffoldSpec, l1_distance
 
 log = logging.getLogger(__name__)
 
@@ -761,108 +759,34 @@ def _scaffold(stats: Mapping[str, Tensor], i: int, timescales: Timescales) -> Sc
     return Scaffold("cdi", canonical, criteria, numbers, topology, np.nan_to_num(dynamics, nan=0.0))
 
 
-# ---------------------------------------------------------------------- claims
-#: Architectures pooled as "gated" in the ``cdi_modes`` claim.
-GATED = ("gru", "lstm", "ugrnn")
+# ---------------------------------------------------------------------- strategy
+@dataclass(frozen=True)
+class CdiNumbers:
+    """The cdi numbers that claims and figures read (worst context where two differ):
+    ``modes_90``, ``line_pc1``, ``curve_r2``, the hold's ``kept_min``, ``kept_max`` and
+    ``moved``, and the mean ``spectrum [K]`` and ``response_curve [K]`` over the contexts
+    with points (empty when none)."""
+
+    modes_90: float
+    line_pc1: float
+    curve_r2: float
+    kept_min: float
+    kept_max: float
+    moved: float
+    spectrum: list[float]
+    response_curve: list[float]
 
 
-def extra_claims(rows: Sequence[Any], scaffolds: Mapping[int, Mapping[str, Any]]) -> list[verdicts.Claim]:
-    """``cdi_modes`` (Fig. 3f: vanilla networks integrate through fewer modes than gated
-    ones): ``modes_90`` of the passed vanilla members against the passed gated members
-    (gru, lstm, ugrnn pooled), one-sided Mann-Whitney U (:func:`universality.verdicts.rank_p`).
-    ``pass`` when p < ``ALPHA``; ``fail`` when the vanilla median is >= the gated median;
-    ``inconclusive`` otherwise or when either side has fewer than ``MIN_MEMBERS``."""
-    modes: dict[str, list[float]] = defaultdict(list)
-    for r in rows:
-        value = scaffolds.get(r.member, {}).get("modes_90") if r.task == "cdi" and r.passed else None
-        if value is not None and math.isfinite(value):
-            side = "vanilla" if r.arch == "vanilla" else "gated" if r.arch in GATED else None
-            if side:
-                modes[side].append(float(value))
-    if not any(r.task == "cdi" for r in rows):
-        return []
-    vanilla, gated = modes["vanilla"], modes["gated"]
-    condition = f"one-sided Mann-Whitney U p < {verdicts.ALPHA} (vanilla fewer modes than gated)"
-    detail: dict[str, Any] = {"vanilla": vanilla, "gated": gated,
-                              "median_vanilla": float(np.median(vanilla)) if vanilla else math.nan,
-                              "median_gated": float(np.median(gated)) if gated else math.nan}
-    n = len(vanilla) + len(gated)
-    if min(len(vanilla), len(gated)) < verdicts.MIN_MEMBERS:
-        return [verdicts.Claim("cdi_modes", "vanilla vs gated", math.nan, condition, "inconclusive", n,
-                               detail={**detail, "note": f"fewer than {verdicts.MIN_MEMBERS} networks on a side"})]
-    p = verdicts.rank_p(vanilla, gated)
-    verdict: verdicts.Verdict = ("pass" if p < verdicts.ALPHA
-                                 else "fail" if detail["median_vanilla"] >= detail["median_gated"]
-                                 else "inconclusive")
-    return [verdicts.Claim("cdi_modes", "vanilla vs gated", p, condition, verdict, n, detail=detail)]
+class CdiScaffold(ScaffoldSpec):
+    """The cdi's scaffold strategy (module docstring)."""
+
+    task = "cdi"
+    criteria = CRITERIA
+    numbers = CdiNumbers
+    claim = "cdi_line_attractor"
+    compute = staticmethod(compute)
+    distance = staticmethod(distance)
+    dynamics_distance = staticmethod(dynamics_distance)
 
 
-# ---------------------------------------------------------------------- figures
-def figures(ctx: FigureContext) -> list[str]:
-    """Sorted spectra (Fig. 3e), response vs modes retained (Fig. 3f), the modes table, each
-    network's one-dimensionality (curve R^2) against the old PC1 share, and the hold test
-    per architecture x activation (networks holding in both contexts; medians of the
-    smallest and largest kept fraction and of the irrelevant stream's largest movement)."""
-    from .. import plots  # matplotlib only here
-
-    passed = [r for r in ctx.passed if getattr(r, "task", "cdi") == "cdi"]
-    lines: list[str] = []
-    for key, draw, name, caption in (("spectrum", plots.spectra, "cdi_spectra", "sorted eigenvalue spectra"),
-                                     ("response_curve", plots.mode_curves, "cdi_mode_curves",
-                                      "linearised response vs modes retained")):
-        by_arch = _curves_by_arch(passed, ctx.scaffolds, key)
-        if by_arch:
-            draw(by_arch, ctx.folder / f"{name}.png")
-            lines += [f"![{caption}](figures/{name}.png)", ""]
-    modes: dict[str, list[float]] = defaultdict(list)
-    scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for r in passed:
-        numbers = ctx.scaffolds.get(r.member, {})
-        value = numbers.get("modes_90")
-        if value is not None and np.isfinite(value):
-            modes[r.arch].append(value)
-        pc1, r2 = numbers.get("line_pc1"), numbers.get("curve_r2")
-        if pc1 is not None and r2 is not None and np.isfinite(pc1) and np.isfinite(r2):
-            scores[f"{r.arch}/{r.activation}"].append((pc1, r2))
-    if scores:
-        plots.cdi_line_scores({k: np.array(v) for k, v in scores.items()}, THRESHOLDS["line_pc1"],
-                              THRESHOLDS["curve_r2"], ctx.folder / "cdi_line_scores.png")
-        lines += ["![one-dimensionality: curve R^2 vs PC1 share](figures/cdi_line_scores.png)", ""]
-    if modes:
-        lines += ["| architecture | modes for 90% of the linearised response (median) | networks |", "|---|---|---|"]
-        lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]
-        lines += [""]
-    holds: dict[str, list[tuple[bool, float, float, float]]] = defaultdict(list)
-    for r in passed:
-        numbers = ctx.scaffolds.get(r.member, {})
-        if "kept_min" in numbers:
-            holds[f"{r.arch}/{r.activation}"].append((bool(numbers.get("criteria", {}).get("hold")),
-                                                     numbers["kept_min"], numbers["kept_max"], numbers["moved"]))
-    if holds:
-        lines += ["| group | hold in both contexts | kept fraction, smallest (median) | largest (median) | "
-                  "irrelevant movement / value (median) |", "|---|---|---|---|---|"]
-        for g, v in sorted(holds.items()):
-            held, lo, hi, moved = zip(*v, strict=True)
-            lines.append(f"| {g} | {sum(held)}/{len(v)} | {np.nanmedian(lo):.3g} | {np.nanmedian(hi):.3g} | "
-                         f"{np.nanmedian(moved):.3g} |")
-        lines += [""]
-    return lines
-
-
-def _curves_by_arch(passed: Sequence[Any], scaffolds: Mapping[int, Mapping[str, Any]], key: str,
-                    width: int = 10) -> dict[str, np.ndarray]:
-    """Per architecture, the ``[N_nets, K]`` stack of each passed member's scaffold list
-    ``key`` (first ``width`` values, cut to the shortest)."""
-    lists: dict[str, list[list[float]]] = defaultdict(list)
-    for r in passed:
-        values = scaffolds.get(r.member, {}).get(key)
-        if values:
-            lists[r.arch].append(list(values)[:width])
-    if not lists:
-        return {}
-    k = min(len(v) for vs in lists.values() for v in vs)
-    return {a: np.array([v[:k] for v in vs]) for a, vs in lists.items()}
-
-
-SPEC = ScaffoldSpec("cdi", compute, distance, CRITERIA, dynamics_distance=dynamics_distance,
-                    extra_claims=extra_claims, figures=figures, claim="cdi_line_attractor")
+SPEC = CdiScaffold()

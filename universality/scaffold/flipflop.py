@@ -57,7 +57,7 @@ from torch import Tensor
 from ..dynamics import FixedPoints
 from ..dynamics.linearise import float64_params
 from ..population import Population
-from .base import Criterion, FigureContext, Scaffold, ScaffoldSpec, l1_distance
+from .base import Criterion, Scaffold, ScaffoldSpec, l1_distance
 
 log = logging.getLogger(__name__)
 
@@ -256,41 +256,31 @@ def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return l1_distance(u, v)
 
 
-def figures(ctx: FigureContext) -> list[str]:
-    """One network's fixed points (by number of unstable dimensions) per architecture, and
-    the functional memory (patterns held, shortest escape time over patterns: the median is
-    the hold length wherever most patterns are held) per architecture x activation."""
-    from .. import plots
+@dataclass(frozen=True)
+class FlipFlopNumbers:
+    """The flip-flop numbers that claims and figures read: ``patterns_held`` (of 2^K),
+    ``escape_times [2^K]`` (hold steps per pattern) and ``hold_steps``."""
 
-    passed = list(ctx.passed)
-    lines = []
-    for arch in sorted({r.arch for r in passed}):
-        r = next(r for r in passed if r.arch == arch)
-        member = ctx.fixed_points(r.shard).member(r.idx)
-        example = np.asarray(ctx.states(r.shard)[r.idx])
-        cloud = example.reshape(-1, example.shape[-1])[:, : member["points"].shape[-1]]
-        name = f"flipflop_fixed_points_{arch}.png"
-        plots.fixed_points_pca(cloud, member["points"], member["index"], ctx.folder / name,
-                               f"{arch}/{r.activation} member {r.member}: fixed points by # unstable dims")
-        lines += [f"![fixed points {arch}](figures/{name})"]
-    lines += [""]
-    groups: dict[str, list[tuple[int, float]]] = {}
-    hold, n_patterns = None, None
-    for r in passed:
-        s = ctx.scaffolds.get(r.member, {})
-        if "patterns_held" in s:
-            groups.setdefault(f"{r.arch}/{r.activation}", []).append((s["patterns_held"], min(s["escape_times"])))
-            hold, n_patterns = s["hold_steps"], len(s["escape_times"])
-    if groups and hold is not None and n_patterns is not None:
-        name = "flipflop_functional_memory.png"
-        plots.flipflop_functional_memory({g: np.array(v, dtype=np.float64) for g, v in sorted(groups.items())},
-                                         n_patterns, hold, ctx.folder / name)
-        lines += [f"![functional memory: patterns held and escape time](figures/{name})", ""]
-    return lines
+    patterns_held: int
+    escape_times: list[int]
+    hold_steps: int
 
 
-SPEC = ScaffoldSpec("flipflop", compute, distance, CRITERIA, dynamics_distance=dynamics_distance, figures=figures,
-                    claim="flipflop_scaffold", slow_points=True)
+class FlipFlopScaffold(ScaffoldSpec):
+    """The flip-flop's scaffold strategy (module docstring)."""
+
+    task = "flipflop"
+    criteria = CRITERIA
+    numbers = FlipFlopNumbers
+    claim = "flipflop_scaffold"
+    slow_points = True
+    compute = staticmethod(compute)
+    distance = staticmethod(distance)
+    dynamics_distance = staticmethod(dynamics_distance)
+
+
+SPEC = FlipFlopScaffold()
+
 
 
 # ---------------------------------------------------------------------- helpers

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +71,7 @@ from ..dynamics import FixedPoints
 from ..dynamics.linearise import float64_params
 from ..population import Population
 from ..tasks import SineWave
-from .base import Criterion, FigureContext, Scaffold, ScaffoldSpec
+from .base import Criterion, Scaffold, ScaffoldSpec
 from .homology import n_long_lived, persistence
 
 log = logging.getLogger(__name__)
@@ -362,44 +361,30 @@ def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _mean_input_l1(u, v, len(DYNAMICS_FEATURES))
 
 
-def figures(ctx: FigureContext) -> list[str]:
-    """The linearised frequency of the pair against the target per network
-    (``sine_frequency_tracking.png``), and the bias: relative error against |lambda| - 1
-    pooled over the passed networks, by architecture (``sine_frequency_bias.png``), with a
-    table of the per-network bias slopes."""
-    from .. import plots
+@dataclass(frozen=True)
+class SineNumbers:
+    """The sine numbers that figures read, per input ``[C]``: the target ``omega``, the
+    pair's ``abs_lambda`` and ``linear_freq`` (NaN where no pair), and the per-network
+    ``bias_slope`` (relative frequency error per unit of |lambda| - 1)."""
 
-    rows = [(r, ctx.scaffolds[r.member]) for r in ctx.passed if "linear_freq" in ctx.scaffolds.get(r.member, {})]
-    if not rows:
-        return []
-    target = np.asarray(rows[0][1]["omega"], dtype=np.float64)
-    curves: dict[str, list[np.ndarray]] = defaultdict(list)
-    points: dict[str, list[np.ndarray]] = defaultdict(list)
-    slopes: dict[str, list[float]] = defaultdict(list)
-    for r, numbers in rows:
-        omega = np.asarray(numbers["omega"], dtype=np.float64)
-        freq = np.asarray(numbers["linear_freq"], dtype=np.float64)
-        if omega.shape == target.shape and np.allclose(omega, target):
-            curves[f"{r.arch}/{r.activation}"].append(freq)
-        points[r.arch].append(np.stack([np.asarray(numbers["abs_lambda"], dtype=np.float64) - 1,
-                                        (freq - omega) / omega]))
-        slopes[r.arch].append(float(numbers["bias_slope"]))
-    plots.frequency_tracking(target, {k: np.stack(v) for k, v in curves.items()},
-                             ctx.folder / "sine_frequency_tracking.png")
-    plots.sine_frequency_bias({a: np.concatenate(v, axis=1) for a, v in points.items()},
-                              ctx.folder / "sine_frequency_bias.png")
-    lines = ["![linearised vs target frequency](figures/sine_frequency_tracking.png)", "",
-             "![relative frequency error vs |λ| - 1](figures/sine_frequency_bias.png)", "",
-             "| architecture | networks | median bias slope (relative error per unit of \\|λ\\| - 1) |",
-             "|---|---|---|"]
-    for arch, values in sorted(slopes.items()):
-        finite = [v for v in values if math.isfinite(v)]
-        lines.append(f"| {arch} | {len(values)} | {np.median(finite):.3g} |" if finite
-                     else f"| {arch} | {len(values)} | n/a |")
-    return lines + [""]
+    omega: list[float]
+    abs_lambda: list[float]
+    linear_freq: list[float]
+    bias_slope: float
 
 
-SPEC = ScaffoldSpec("sine", compute, distance, CRITERIA, dynamics_distance=dynamics_distance, figures=figures)
+class SineScaffold(ScaffoldSpec):
+    """The sine's scaffold strategy (module docstring)."""
+
+    task = "sine"
+    criteria = CRITERIA
+    numbers = SineNumbers
+    compute = staticmethod(compute)
+    distance = staticmethod(distance)
+    dynamics_distance = staticmethod(dynamics_distance)
+
+
+SPEC = SineScaffold()
 
 
 # ---------------------------------------------------------------------- helpers

@@ -94,6 +94,10 @@ class Task(ABC):
     score_name: ClassVar[str] = "nmse"
     #: Whether a larger score is a better network.
     higher_is_better: ClassVar[bool] = False
+    #: How ``score`` reads in the report's prose, e.g. ``"NMSE"`` or ``"sign accuracy"``.
+    score_label: ClassVar[str] = "NMSE"
+    #: The task in the report's prose, e.g. ``"the flip-flop"`` (empty: its ``name``).
+    title: ClassVar[str] = ""
 
     # Dataclass fields every task declares.
     #: T, the number of time steps per trial.

@@ -28,6 +28,8 @@ class FlipFlop(Task):
     name: ClassVar[str] = "flipflop"
     score_name: ClassVar[str] = "sign_accuracy"
     higher_is_better: ClassVar[bool] = True
+    score_label: ClassVar[str] = "sign accuracy"
+    title: ClassVar[str] = "the flip-flop"
 
     n_bits: int = 3
     n_time: int = 64

@@ -4,7 +4,7 @@ The paper states its findings qualitatively (MDS pictures, example networks); ev
 threshold here is the project's reading of it, kept with its reason in :data:`THRESHOLDS`
 and docs/claims.md (the per-network criteria live beside each scaffold, in
 ``universality.scaffold``). Each row has a ``verdict`` (``pass``, ``fail``,
-``inconclusive``; see :mod:`universality.verdicts`). A claim that does not hold is reported
+``inconclusive``; see :mod:`.verdicts`). A claim that does not hold is reported
 with its numbers; thresholds are never tuned to pass.
 
 Claims (``claim`` keys; group = the task unless stated):
@@ -27,24 +27,24 @@ Claims (``claim`` keys; group = the task unless stated):
    headline criterion, at least 0.9, pooled over all groups (group ``all``, the primary
    verdict; it also fails when any group fails), and per architecture x activation as a
    non-inferiority row (margin 0.1; a group fails only when shown below 0.9 after Holm
-   correction across the groups; :func:`universality.verdicts.group_rate_claims`). The
-   spread between groups (beta-binomial ICC, homogeneity p) is reported, not deciding.
-5. The scaffold modules' own claims (``ScaffoldSpec.extra_claims``, e.g. ``cdi_modes``).
+   correction across the groups; :func:`.verdicts.group_rate_claims`). The spread
+   between groups (beta-binomial ICC, homogeneity p) is reported, not deciding.
+5. A task's own claims (:data:`TASK_CLAIMS`): ``cdi_modes`` (:func:`cdi_modes`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..geometry import chance_level, nearest_neighbor_accuracy, nearest_neighbor_scores, nn_permutation_p
-from ..scaffold import SCAFFOLDS
-from ..store import MemberRow
-from ..verdicts import (
+from ..run.catalog import MemberRow
+from ..scaffold import SCAFFOLDS, StoredScaffold
+from .verdicts import (
     ALPHA,
     MIN_MEMBERS,
     Claim,
@@ -55,6 +55,7 @@ from ..verdicts import (
     homogeneity_p,
     mean_ci,
     proportion_ci,
+    rank_p,
     rate_claim,
 )
 
@@ -192,7 +193,7 @@ def separability_claims(task: str, ids: Sequence[int], geometry: Mapping[str, np
     return out
 
 
-def scaffold_claims(task: str, rows: Sequence[MemberRow], scaffolds: Mapping[int, dict[str, Any]]) -> list[Claim]:
+def scaffold_claims(task: str, rows: Sequence[MemberRow], scaffolds: Mapping[int, StoredScaffold]) -> list[Claim]:
     """Claim 4 (the rate of canonical scaffolds, pooled and per architecture x activation)
     and the task's own claims (claim 5)."""
     spec = SCAFFOLDS[task]
@@ -202,7 +203,7 @@ def scaffold_claims(task: str, rows: Sequence[MemberRow], scaffolds: Mapping[int
         if r.task == task:
             groups.setdefault(f"{r.arch}/{r.activation}", []).append(r)
     groups = dict(sorted(groups.items()))
-    met = {g: [bool(scaffolds[r.member]["canonical"]) for r in members if r.passed and r.member in scaffolds]
+    met = {g: [scaffolds[r.member].canonical for r in members if r.passed and r.member in scaffolds]
            for g, members in groups.items()}
     details = {g: {"excluded": {s: sum(r.status == s for r in members if not r.passed) for s in ("failed", "diverged")},
                    **criteria_rates(spec.task, members, scaffolds)} for g, members in groups.items()}
@@ -216,7 +217,7 @@ def scaffold_claims(task: str, rows: Sequence[MemberRow], scaffolds: Mapping[int
                           **criteria_rates(spec.task, everyone, scaffolds)})
     if failed:  # the claim holds in every group; a group shown below the threshold contradicts it
         overall = replace(overall, verdict="fail")
-    extra = spec.extra_claims([r for r in rows if r.task == task], scaffolds) if spec.extra_claims else []
+    extra = TASK_CLAIMS[task]([r for r in rows if r.task == task], scaffolds) if task in TASK_CLAIMS else []
     return [overall, *per_group, *extra]
 
 
@@ -242,15 +243,58 @@ def error_matched(rows: Sequence[MemberRow]) -> tuple[set[int], dict[str, tuple[
     return keep, bands
 
 
-def criteria_rates(task: str, members: Sequence[MemberRow], scaffolds: Mapping[int, dict[str, Any]],
+def criteria_rates(task: str, members: Sequence[MemberRow], scaffolds: Mapping[int, StoredScaffold],
                    ) -> dict[str, dict[str, dict[str, float]]]:
     """Per criterion of ``task``'s scaffold: ``{"rate", "ci_low", "ci_high", "n"}`` over the
     passed ``members``."""
     out: dict[str, dict[str, float]] = {}
     numbers = [scaffolds[r.member] for r in members if r.passed and r.member in scaffolds]
     for criterion in SCAFFOLDS[task].criteria:
-        met = [bool(n.get("criteria", {}).get(criterion.name, False)) for n in numbers]
+        met = [n.met(criterion.name) for n in numbers]
         low, high = proportion_ci(sum(met), len(met))
         out[criterion.name] = {"rate": sum(met) / len(met) if met else math.nan, "ci_low": low, "ci_high": high,
                                "n": len(met)}
     return {"criteria": out} if out else {}
+
+
+# ---------------------------------------------------------------------------- per task
+#: Architectures pooled as "gated" in the ``cdi_modes`` claim.
+GATED = ("gru", "lstm", "ugrnn")
+
+
+def cdi_modes(rows: Sequence[MemberRow], scaffolds: Mapping[int, StoredScaffold]) -> list[Claim]:
+    """``cdi_modes`` (Fig. 3f: vanilla networks integrate through fewer modes than gated
+    ones): ``modes_90`` of the passed vanilla members against the passed gated members
+    (:data:`GATED` pooled), one-sided Mann-Whitney U (:func:`.verdicts.rank_p`). ``pass``
+    when p < ``ALPHA``; ``fail`` when the vanilla median is >= the gated median;
+    ``inconclusive`` otherwise or when either side has fewer than ``MIN_MEMBERS``."""
+    modes: dict[str, list[float]] = {"vanilla": [], "gated": []}
+    for r in rows:
+        if r.task != "cdi" or not r.passed or r.member not in scaffolds:
+            continue
+        value = scaffolds[r.member].numbers.modes_90
+        side = "vanilla" if r.arch == "vanilla" else "gated" if r.arch in GATED else None
+        if side and value is not None and math.isfinite(value):
+            modes[side].append(float(value))
+    if not any(r.task == "cdi" for r in rows):
+        return []
+    vanilla, gated = modes["vanilla"], modes["gated"]
+    condition = f"one-sided Mann-Whitney U p < {ALPHA} (vanilla fewer modes than gated)"
+    detail: dict[str, Any] = {"vanilla": vanilla, "gated": gated,
+                              "median_vanilla": float(np.median(vanilla)) if vanilla else math.nan,
+                              "median_gated": float(np.median(gated)) if gated else math.nan}
+    n = len(vanilla) + len(gated)
+    if min(len(vanilla), len(gated)) < MIN_MEMBERS:
+        return [Claim("cdi_modes", "vanilla vs gated", math.nan, condition, "inconclusive", n,
+                      detail={**detail, "note": f"fewer than {MIN_MEMBERS} networks on a side"})]
+    p = rank_p(vanilla, gated)
+    verdict: Verdict = ("pass" if p < ALPHA else "fail" if detail["median_vanilla"] >= detail["median_gated"]
+                        else "inconclusive")
+    return [Claim("cdi_modes", "vanilla vs gated", p, condition, verdict, n, detail=detail)]
+
+
+#: A task's own claims beyond its scaffold's rates: task -> ``(rows, scaffolds) -> claims``
+#: (rows of that task; scaffolds by member id).
+TASK_CLAIMS: dict[str, Callable[[Sequence[MemberRow], Mapping[int, StoredScaffold]], list[Claim]]] = {
+    "cdi": cdi_modes,
+}
