@@ -5,13 +5,13 @@ table per architecture x activation."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...scaffold.cdi import THRESHOLDS
+from ...scaffold.cdi import THRESHOLDS, CdiNumbers
 from .common import ARCH_COLOURS, FigureContext, colour_of, image, plt, save
 
 
@@ -22,8 +22,8 @@ def figures(ctx: FigureContext) -> list[str]:
     smallest and largest kept fraction and of the irrelevant stream's largest movement)."""
     passed = [r for r in ctx.passed if r.member in ctx.scaffolds]
     lines: list[str] = []
-    for key, draw, name, caption in (("spectrum", spectra, "cdi_spectra", "sorted eigenvalue spectra"),
-                                     ("response_curve", mode_curves, "cdi_mode_curves",
+    for key, draw, name, caption in ((_spectrum, spectra, "cdi_spectra", "sorted eigenvalue spectra"),
+                                     (_response_curve, mode_curves, "cdi_mode_curves",
                                       "linearised response vs modes retained")):
         by_arch = _curves_by_arch(passed, ctx, key)
         if by_arch:
@@ -62,12 +62,22 @@ def figures(ctx: FigureContext) -> list[str]:
     return lines
 
 
-def _curves_by_arch(passed: Sequence[Any], ctx: FigureContext, key: str, width: int = 10) -> dict[str, np.ndarray]:
+def _spectrum(numbers: CdiNumbers) -> list[float]:
+    return numbers.spectrum
+
+
+def _response_curve(numbers: CdiNumbers) -> list[float]:
+    return numbers.response_curve
+
+
+def _curves_by_arch(passed: Sequence[Any], ctx: FigureContext, key: Callable[[CdiNumbers], list[float]],
+                    width: int = 10) -> dict[str, np.ndarray]:
     """Per architecture, the ``[N_nets, K]`` stack of each passed member's scaffold list
-    ``key`` (``spectrum`` or ``response_curve``; first ``width`` values, cut to the shortest)."""
+    ``key(numbers)`` (its spectrum or response curve; first ``width`` values, cut to the
+    shortest)."""
     lists: dict[str, list[list[float]]] = defaultdict(list)
     for r in passed:
-        values = getattr(ctx.scaffolds[r.member].numbers, key)
+        values = key(ctx.scaffolds[r.member].numbers)
         if values:
             lists[r.arch].append(list(values)[:width])
     if not lists:
