@@ -44,8 +44,9 @@ irrelevant probe, where ``y_0`` is the output of the probe of value 0 (nothing p
 the network's resting output (an offset, or the transient from the zero state as the
 context switches on) is not something the irrelevant stream moved. Context c holds when
 every level with ``|v| >= HOLD_FLOOR R`` (0.15 R) has ``kept`` within the bounds and
-``moved <= 0.2``. The floor: the task's pass threshold allows an RMS output error of ``sqrt(0.002 var(target)) = 0.0144 R`` (default task), an
-error (an offset of the output, say) that alone can move the kept fraction of a value
+``moved <= 0.2``. The floor: the task's pass threshold allows an RMS output error of
+``sqrt(0.002 var(target)) = 0.0144 R`` (default task), an error (an offset of the output,
+say) that alone can move the kept fraction of a value
 below ``0.0144 R / 0.2 = 0.072 R`` out of the bounds; the floor is twice that, so a
 network with the tolerated error spends at most half the hold's tolerance on it. Every
 judged level counts, both signs: a line attractor holds every value it integrates.
@@ -229,7 +230,8 @@ CRITERIA: tuple[Criterion, ...] = (
         "that holds less is leakier than the task allows; 1.25 is the same rate of growth. The irrelevant stream "
         f"may move the output by {1 - KEPT:.1f} of the pulsed value, the most the hold lets a held value of that "
         "size move; measured from the output with nothing pulsed, because the network's resting output is not "
-        f"the stream's doing. Levels below {HOLD_FLOOR} R are not judged: the task's tolerated RMS error (0.0144 R at its "
+        f"the stream's doing. Levels below {HOLD_FLOOR} R are not judged: the task's tolerated RMS error "
+        "(0.0144 R at its "
         f"pass threshold) alone could move their fraction out of the bounds below 0.072 R; {HOLD_FLOOR} R is "
         "twice that. Every judged level counts, both signs: a line attractor holds every value it integrates.",
     ),
