@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from universality.store import RunStore
+from universality.run.catalog import RunStore
 
 
 def kept_fractions(pop, pulse: int = 25) -> torch.Tensor:
@@ -43,8 +43,8 @@ def main(path: str) -> None:
     print("| group | passed | keep (0.8-1.25, both contexts) | median worst kept fraction | grow > 1.25 |")
     print("|---|---|---|---|---|")
     for shard in store.shards():
-        info = store.shard_info(shard)
-        if info["task"] != "cdi":
+        info = store.shard_record(shard)
+        if info.task != "cdi":
             continue
         rows = store.members(shard)
         pop = store.load_population(shard)

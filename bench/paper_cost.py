@@ -56,17 +56,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from universality.benchmark import PRESETS
-from universality.benchmark.analyze import AnalysisConfig, probe_states
-from universality.benchmark.pipeline import analysis_config
-from universality.benchmark.presets import Preset, Shard
 from universality.cells import make_cell
 from universality.dynamics import find_fixed_points
 from universality.geometry import METRICS, pairwise_distances
+from universality.pipeline.config import PRESETS, Preset, Shard
+from universality.pipeline.stages import AnalysisConfig, analysis_config, probe_states
 from universality.population import Population
+from universality.run.catalog import RunStore
+from universality.run.files import RunError
 from universality.scaffold import SCAFFOLDS
 from universality.scaffold.homology import fingerprint
-from universality.store import RunError, RunStore
 from universality.tasks import make_task
 from universality.training import DIVERGED, TrainConfig, train
 
@@ -95,7 +94,7 @@ def analysis_seconds(store: RunStore, shard: str, members: int, config: Analysis
     """Seconds per member of ``shard``'s analysis, timed on its first ``members`` alive
     members, one thread: the steps of ``universality analyze`` for a shard (probe states,
     fixed points, the task's scaffold, homology fingerprints), without its files."""
-    task = store.shard_info(shard)["task"]
+    task = store.shard_record(shard).task
     alive = [r.idx for r in store.members(shard) if r.status != DIVERGED][:members]
     pop = store.load_population(shard).select(alive)
     start = time.perf_counter()
@@ -172,7 +171,7 @@ def measure_analysis(stores: list[RunStore], members: int, config: AnalysisConfi
     for store in stores:
         for shard in store.shards():
             row = store.members(shard)[0]
-            cell = (store.shard_info(shard)["task"], row.arch, row.activation, row.hidden)
+            cell = (store.shard_record(shard).task, row.arch, row.activation, row.hidden)
             measured[cell] = analysis_seconds(store, shard, members, config)
             print(f"{shard}: {measured[cell]:.1f} s/member", file=sys.stderr, flush=True)
     return measured

@@ -37,7 +37,7 @@ from torch import Tensor
 from universality.dynamics import FixedPointConfig, deduplicate, find_fixed_points, sample_initial_states
 from universality.dynamics.linearise import float64_params, stability_index, state_jacobians
 from universality.population import Population
-from universality.store import RunStore
+from universality.run.catalog import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

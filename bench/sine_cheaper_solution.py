@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from universality.benchmark.analyze import load_scaffolds
+from universality.run.cache import load_scaffolds
+from universality.run.catalog import RunStore
 from universality.scaffold.sine import SineConfig
-from universality.store import RunStore
 from universality.tasks import SineWave, make_task
 from universality.tasks.base import normalised_mse
 
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     rows_out: dict[str, list[tuple[np.ndarray, np.ndarray, bool]]] = defaultdict(list)
     omega = np.empty(0)
     for shard in store.shards():
-        info = store.shard_info(shard)
-        if info["task"] != "sine":
+        info = store.shard_record(shard)
+        if info.task != "sine":
             continue
         rows = store.members(shard)
         passed = [r.idx for r in rows if r.passed]

@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from universality.benchmark.analyze import AnalysisConfig, load_fixed_points, load_geometry, probe_states
 from universality.cli import main
 from universality.geometry import pairwise_distances
-from universality.store import RunStore
+from universality.pipeline.stages import AnalysisConfig, probe_states
+from universality.run.cache import load_fixed_points, load_geometry
+from universality.run.catalog import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_geometry_matrices_match_a_direct_computation(run_dir):
 
 
 def test_topology_matrices_are_stored(run_dir):
-    from universality.benchmark.analyze import load_topology
+    from universality.run.cache import load_topology
 
     main(["analyze", str(run_dir), "--candidates", "128"])
     topo = load_topology(RunStore(run_dir), "flipflop")
@@ -89,10 +90,11 @@ def test_analyze_refuses_a_missing_run(tmp_path, capsys):
 
 
 def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path):
-    from universality.benchmark.analyze import analyze_shard, load_scaffolds
     from universality.cells import make_cell
     from universality.dynamics import find_fixed_points
+    from universality.pipeline.driver import analyze_run
     from universality.population import Population
+    from universality.run.cache import load_scaffolds
     from universality.tasks import make_task
     from universality.training import DIVERGED, TrainConfig, train
 
@@ -103,7 +105,7 @@ def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path)
     store = RunStore.create(tmp_path / "run")
     store.save_population("ff", pop, config.as_dict(), result)
     analysis = AnalysisConfig(candidate_budget=64)
-    analyze_shard(store, "ff", analysis)
+    analyze_run(store, analysis)
 
     fps = load_fixed_points(store, "ff")
     assert fps.n_members == 3 and not fps.mask[1].any() and fps.status_counts[1].sum() == 0
@@ -120,9 +122,10 @@ def test_diverged_members_are_skipped_and_the_others_analysed_as_alone(tmp_path)
 
 
 def test_a_shard_whose_members_all_diverged_is_stored_empty(tmp_path):
-    from universality.benchmark.analyze import analyze_shard, load_scaffolds
     from universality.cells import make_cell
+    from universality.pipeline.driver import analyze_run
     from universality.population import Population
+    from universality.run.cache import load_scaffolds
     from universality.tasks import make_task
     from universality.training import DIVERGED, TrainConfig, train
 
@@ -132,7 +135,7 @@ def test_a_shard_whose_members_all_diverged_is_stored_empty(tmp_path):
     assert result.status == [DIVERGED, DIVERGED]
     store = RunStore.create(tmp_path / "run")
     store.save_population("ff", pop, config.as_dict(), result)
-    analyze_shard(store, "ff", AnalysisConfig(candidate_budget=16))
+    analyze_run(store, AnalysisConfig(candidate_budget=16))
     fps = load_fixed_points(store, "ff")
     assert fps.n_members == 2 and fps.points.shape[2] == 0 and fps.conditions.shape == (1, 3)
     assert [s["count"] for s in fps.summary()] == [0, 0]

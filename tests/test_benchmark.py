@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 from scipy import stats
-from universality.report.reference import ExportRecord, describe_preset, export
-from universality.run.catalog import MemberRow, RunStore
 
-from universality.pipeline.config import PRESETS, Preset, load_preset
 from universality.claims import error_matched, scaffold_claims, separability_claims
 from universality.cli import main
+from universality.pipeline.config import PRESETS, Preset, load_preset
+from universality.report.reference import ExportRecord, describe_preset, export
 from universality.report.report import matched_table, training_table
 from universality.report.tables import number as fmt_number
+from universality.run.catalog import MemberRow, RunStore
 from universality.scaffold import SCAFFOLDS, StoredScaffold
 
 
@@ -294,6 +294,7 @@ def test_run_rejects_a_bad_preset(tmp_path, capsys):
 @pytest.mark.parametrize("min_passed, threshold, rounds", [(0, 1.0, 1), (2, 1.0, 3), (2, 0.0, 1)])
 def test_shards_train_more_seeds_until_enough_pass(tmp_path, min_passed, threshold, rounds):
     import torch
+
     from universality.pipeline.driver import train_shard
 
     # 2 steps never reach sign accuracy 1.0 (nothing passes) and always reaches 0.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from universality.cli import main
-from universality.store import RunStore
+from universality.run.catalog import RunStore
 
 CELLS = textwrap.dedent(
     """
@@ -275,3 +275,32 @@ def test_a_cell_failing_in_analysis_is_one_line_and_keeps_its_trained_networks(s
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert "the cell failed while analysing its networks (TypeError: float32 only" in err, err
         assert RunStore(tmp_path / "out").shards() == ["flipflop-SinglePrecision-custom-h16"]
+
+
+def test_loading_a_cell_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
+    import sys
+
+    from universality.report.check import load_cell
+
+    (tmp_path / "cwd_cell.py").write_text(CELLS)
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    try:
+        assert load_cell("cwd_cell:WrappedGRU").arch == "WrappedGRU"  # imported from the working directory
+        assert sys.path == before
+    finally:
+        sys.modules.pop("cwd_cell", None)
+
+
+def test_every_hidden_size_of_the_preset_is_trained_and_judged(setup, tmp_path, monkeypatch, capsys):
+    preset = tmp_path / "two_sizes.toml"
+    preset.write_text(PRESET.replace("hidden = [16]", "hidden = [6, 8]").replace("steps = 400", "steps = 20")
+                      .replace("seeds = 4", "seeds = 1"))
+    monkeypatch.syspath_prepend(str(setup))
+    out = tmp_path / "out"
+    main(["check", "user_cells:WrappedGRU", "--preset", str(preset), "--reference", str(setup / "reference"),
+          "--out", str(out)])
+    assert RunStore(out).shards() == ["flipflop-WrappedGRU-custom-h6", "flipflop-WrappedGRU-custom-h8"]
+    trainability = {(r["group"], r["claim"]): r for r in json.loads((out / "report" / "check.json").read_text())}
+    assert trainability[("flipflop", "trainability")]["n"] == 2  # one network of each size
+    assert "hidden 6/8 vs the reference's [16]" in (out / "report" / "check.md").read_text()

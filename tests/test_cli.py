@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from universality.cli import main
-from universality.store import RunStore
+from universality.run.catalog import RunStore
 
 
 def test_train_then_members_json(tmp_path, capsys):

@@ -9,7 +9,8 @@ import sqlite3
 import pytest
 
 from universality.cli import main
-from universality.store import RunStore
+from universality.run.cache import KINDS, WEIGHTS, dependents
+from universality.run.catalog import RunStore
 
 PRESET = ('tasks = ["flipflop"]\narchs = ["vanilla", "gru"]\nactivations = ["tanh"]\nhidden = [4]\nseeds = 2\n'
           'steps = 40\nlr = 0.01\nfixed_point_candidates = 16\n')
@@ -26,15 +27,23 @@ def pristine(tmp_path_factory):
 
 
 def target(out, kind):
+    """The file of ``kind`` (``weights`` or an analysis kind) of the run's second shard or its task."""
     store = RunStore(out)
     shard = store.shards()[1]
-    if kind == "weights":
-        return out / store.shard_info(shard)["file"]
-    return out / "analysis" / "scaffold" / f"{shard}.safetensors"
+    if kind == WEIGHTS:
+        return out / store.shard_record(shard).file
+    return store.layout.analysis(kind, shard if KINDS[kind].per == "shard" else store.shard_record(shard).task)
+
+
+def test_repair_follows_the_declared_dependencies():
+    assert dependents(WEIGHTS) == list(KINDS)  # every analysis is computed from the weights
+    assert dependents("states") == ["scaffold", "geometry", "topology"]
+    assert dependents("fixed_points") == ["scaffold", "topology"]
+    assert dependents("topology") == []
 
 
 @pytest.mark.parametrize("how", ["truncate", "flip", "delete"])
-@pytest.mark.parametrize("kind", ["weights", "analysis"])
+@pytest.mark.parametrize("kind", [WEIGHTS, *KINDS])
 def test_damage_is_listed_refused_and_repaired_by_run(pristine, tmp_path, capsys, caplog, damage_file, kind, how):
     preset, original, claims = pristine
     out = tmp_path / "run"
@@ -47,10 +56,11 @@ def test_damage_is_listed_refused_and_repaired_by_run(pristine, tmp_path, capsys
     assert main(["verify", str(out)]) == 1
     listed = capsys.readouterr().out.splitlines()
     rel = path.relative_to(out).as_posix()
-    assert listed[0] == f"{kind} {rel}: {'missing' if how == 'delete' else 'checksum mismatch'}"
+    assert listed[0] == f"{'weights' if kind == WEIGHTS else 'analysis'} {rel}: " \
+                        f"{'missing' if how == 'delete' else 'checksum mismatch'}"
     assert listed[-1].endswith("retrains and recomputes them") and ", 1 damaged" in listed[-1]
 
-    refused = ["analyze", str(out)] if kind == "weights" else ["report", str(out)]
+    refused = ["analyze", str(out)] if kind == WEIGHTS else ["report", str(out)]
     assert main(refused) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "damaged" in err
@@ -58,7 +68,7 @@ def test_damage_is_listed_refused_and_repaired_by_run(pristine, tmp_path, capsys
     with caplog.at_level(logging.WARNING):
         assert main(["run", "--preset", str(preset), "--out", str(out), "--workers", "1"]) == 0
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert ("retraining it from its seeds" if kind == "weights" else "is damaged") in said
+    assert ("retraining it from its seeds" if kind == WEIGHTS else "is damaged") in said
     assert (out / "report" / "claims.json").read_text() == claims
     assert RunStore(out).damage() == []
 

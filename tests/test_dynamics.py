@@ -25,7 +25,7 @@ from universality.dynamics import (
     sample_initial_states,
 )
 from universality.population import Member, Population
-from universality.store import RunStore
+from universality.run.catalog import RunStore
 from universality.tasks import make_task
 from universality.training import TrainConfig, train
 

@@ -1,4 +1,4 @@
-"""One writer per run directory: the lock of ``universality.lock``, held by every command that
+"""One writer per run directory: the lock of ``universality.run.lock``, held by every command that
 writes, taken over when its holder was killed, never needed by readers."""
 
 import json
@@ -14,7 +14,7 @@ import time
 import pytest
 
 from universality.cli import main
-from universality.lock import LOCK, LockedError, run_lock
+from universality.run.lock import LOCK, LockedError, run_lock
 
 TINY = ('tasks = ["flipflop"]\narchs = ["gru"]\nactivations = ["tanh"]\nhidden = [4]\nseeds = 2\nsteps = 40\n'
         'lr = 0.01\nfixed_point_candidates = 16\n')
@@ -22,7 +22,7 @@ TINY = ('tasks = ["flipflop"]\narchs = ["gru"]\nactivations = ["tanh"]\nhidden =
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from universality.lock import run_lock
+    from universality.run.lock import run_lock
     with run_lock(sys.argv[1], "holder"):
         print("locked", flush=True)
         time.sleep(3600)  # killed by the test that started it

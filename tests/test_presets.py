@@ -4,9 +4,8 @@ file and the field, exit 2, with no directory made and no worker started."""
 
 import pytest
 
-from universality.benchmark import PRESETS, Preset, load_preset
-from universality.benchmark.presets import PresetError
 from universality.cli import main
+from universality.pipeline.config import PRESETS, Preset, PresetError, load_preset
 
 BASE = {"tasks": '["flipflop"]', "archs": '["gru"]', "activations": '["tanh"]', "hidden": "[8]", "seeds": "2",
         "steps": "60"}

@@ -25,7 +25,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'universality[ray]'; tox -e ray)")
 
 from universality.cli import main  # noqa: E402
-from universality.store import RunStore  # noqa: E402
+from universality.run.catalog import RunStore  # noqa: E402
 
 PRESET = """\
 tasks = ["flipflop"]
@@ -84,7 +84,7 @@ def _same_run(run: Path, reference: Path) -> None:
     a, b = RunStore(run), RunStore(reference)
     assert a.shards() == b.shards()
     for shard in a.shards():
-        wa, wb = load_file(run / a.shard_info(shard)["file"]), load_file(reference / b.shard_info(shard)["file"])
+        wa, wb = load_file(run / a.shard_record(shard).file), load_file(reference / b.shard_record(shard).file)
         assert wa.keys() == wb.keys() and wa.keys() >= {"readout.weight", "readout.bias"}
         for key in wa:  # bit for bit (the file's header orders its metadata at random)
             assert wa[key].dtype == wb[key].dtype and wa[key].shape == wb[key].shape
@@ -110,7 +110,7 @@ def test_ray_run_equals_the_local_run(preset, local_run, tmp_path):
     _same_run(out, local_run)
     store = RunStore(out)
     for shard in store.shards():  # provenance: where each shard trained
-        origin = store.shard_info(shard)["provenance"]
+        origin = store.shard_record(shard).provenance
         assert origin["node_ip"] == "127.0.0.1" and origin["node"] and origin["pid"] != os.getpid()
         assert f"trained {shard} on " in done.stderr and f"analysed {shard} on " in done.stderr
     assert "report:" in done.stdout and "flipflop_scaffold" in done.stdout
@@ -143,10 +143,10 @@ def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_lost_or_doubled(clu
     try:
         deadline, victim = time.monotonic() + 120, None
         while victim is None and time.monotonic() < deadline and driver.poll() is None:
-            running = _ray_tasks("train_to_bytes")
+            running = _ray_tasks("train_job")
             if running:
                 time.sleep(0.3)  # some way into the shard
-                if running[0] in _ray_tasks("train_to_bytes"):
+                if running[0] in _ray_tasks("train_job"):
                     victim = running[0]
                     os.kill(victim, signal.SIGKILL)
             time.sleep(0.02)
@@ -158,7 +158,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_lost_or_doubled(clu
     assert driver.returncode == 0, stderr[-3000:]
     store = RunStore(out)
     # the killed shard was trained again by another worker process, and stored once
-    assert victim not in {store.shard_info(s)["provenance"]["pid"] for s in store.shards()}
+    assert victim not in {store.shard_record(s).provenance["pid"] for s in store.shards()}
     _each_member_once(out)
     _same_run(out, local_run)
 
@@ -186,7 +186,7 @@ def test_a_killed_driver_resumes_without_training_anything_twice(cluster, preset
         if driver.poll() is None:
             driver.kill()
     store = RunStore(out)
-    trained = {s: (store.shard_info(s)["file"], store.shard_info(s)["provenance"]) for s in store.shards()}
+    trained = {s: (store.shard_record(s).file, store.shard_record(s).provenance) for s in store.shards()}
     assert 1 <= len(trained) < SHARDS
     analysed = {p: p.stat().st_mtime_ns for p in (out / "analysis").rglob("*.safetensors")
                 if store.file_checksum(p) is not None}
@@ -195,7 +195,7 @@ def test_a_killed_driver_resumes_without_training_anything_twice(cluster, preset
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     store = RunStore(out)
     for shard, (file, origin) in trained.items():  # not trained again
-        assert store.shard_info(shard)["file"] == file and store.shard_info(shard)["provenance"] == origin
+        assert store.shard_record(shard).file == file and store.shard_record(shard).provenance == origin
         assert f"trained {shard} on " not in rerun.stderr
     for path, mtime in analysed.items():  # finished analyses not redone
         assert path.stat().st_mtime_ns == mtime

@@ -14,7 +14,8 @@ import torch
 
 from universality.cells import make_cell
 from universality.population import Population
-from universality.store import MemberRow, RunError, RunStore
+from universality.run.catalog import MemberRow, RunStore
+from universality.run.files import RunError
 from universality.tasks import make_task
 from universality.training import TrainConfig, train
 
@@ -38,12 +39,12 @@ def test_round_trip_gives_identical_outputs(tmp_path, trained):
     rows = store.members()
     assert [r.status for r in rows] == result.status
     assert [r.seed for r in rows] == [3, 4] and [r.l2 for r in rows] == [0.0, 1e-3]
-    info = store.shard_info("a")
-    assert info["task_config"] == pop.task.config()
-    assert info["train_config"] == config.as_dict()
+    info = store.shard_record("a")
+    assert info.task_config == pop.task.config()
+    assert info.train_config == config.as_dict()
     for key in ("package_version", "torch_version", "device", "date", "threads", "seed"):
-        assert key in info["provenance"]
-    assert len(info["config_hash"]) == 16
+        assert key in info.provenance
+    assert len(info.config_hash) == 16
 
 
 def test_saving_a_shard_again_replaces_it_in_place(tmp_path, trained):
@@ -84,10 +85,10 @@ def test_a_catalog_without_the_restarts_column_opens_and_gains_it_on_write(tmp_p
     db.commit()
     db.close()
     old = RunStore(tmp_path / "run")
-    assert [r.restarts for r in old.members()] == [0, 0] and old.shard_info("a")["sha256"] is None
+    assert [r.restarts for r in old.members()] == [0, 0] and old.shard_record("a").sha256 is None
     assert old.damage() == [] and old.load_population("a").members == pop.members  # unverified, still readable
     old.save_population("b", pop, config.as_dict(), result)
-    assert [r.restarts for r in old.members()] == [0, 0, 0, 0] and old.shard_info("b")["sha256"]
+    assert [r.restarts for r in old.members()] == [0, 0, 0, 0] and old.shard_record("b").sha256
     assert old.meta("schema_version") == "2"
 
 
@@ -96,7 +97,7 @@ def test_damaged_weights_are_detected_on_load_and_listed(tmp_path, trained, dama
     pop, config, result = trained
     store = RunStore.create(tmp_path / "run")
     store.save_population("a", pop, config.as_dict(), result)
-    weights = tmp_path / "run" / store.shard_info("a")["file"]
+    weights = tmp_path / "run" / store.shard_record("a").file
     damage_file(weights, damage)
     with pytest.raises(RunError, match="damaged|corrupt"):
         store.load_population("a")
@@ -110,7 +111,7 @@ WRITER = textwrap.dedent(
     import sys, torch
     from universality.cells import make_cell
     from universality.population import Population
-    from universality.store import RunStore
+    from universality.run.catalog import RunStore
     from universality.tasks import make_task
     from universality.training import TrainResult
     store = RunStore.create(sys.argv[1])
@@ -143,7 +144,7 @@ def test_a_run_killed_mid_write_is_never_corrupt(tmp_path):
         store = RunStore(path)
         assert store.shards() == ["s"]
         pop = store.load_population("s")  # also checks the weights against their recorded SHA-256
-        version = store.shard_info("s")["train_config"]["version"]
+        version = store.shard_record("s").train_config["version"]
         assert version >= committed
         values = {float(v.flatten()[0]) for v in pop.params.values()}
         assert values == {float(version)}, (values, version)
@@ -152,7 +153,7 @@ def test_a_run_killed_mid_write_is_never_corrupt(tmp_path):
         # the catalog's backup holds the last or the second-to-last commit, and the weights it names
         (path / "catalog.sqlite").unlink()
         restored = RunStore.recover(path)
-        backed_up = restored.shard_info("s")["train_config"]["version"]
+        backed_up = restored.shard_record("s").train_config["version"]
         assert backed_up in (version, version - 1)
         values = {float(v.flatten()[0]) for v in restored.load_population("s").params.values()}
         assert values == {float(backed_up)}, (values, backed_up)

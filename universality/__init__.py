@@ -17,10 +17,10 @@ from .geometry import pairwise_distances as pairwise_distances
 from .geometry import separability as separability
 from .population import Member as Member
 from .population import Population as Population
-from .store import MemberRow as MemberRow
-from .store import RunError as RunError
-from .store import RunStore as RunStore
-from .store import package_version as _package_version
+from .run.catalog import MemberRow as MemberRow
+from .run.catalog import RunStore as RunStore
+from .run.catalog import package_version as _package_version
+from .run.files import RunError as RunError
 from .tasks import Task as Task
 from .tasks import Trials as Trials
 from .tasks import make_task as make_task

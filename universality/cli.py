@@ -14,16 +14,20 @@ from typing import Any
 
 import torch
 
-from .benchmark import PRESETS, Preset, load_preset, run_preset
-from .benchmark.analyze import AnalysisConfig, analysis_rows, analyze_run
-from .benchmark.check import CheckError, check_cell, exit_code, load_cell
-from .benchmark.pipeline import open_run, record_analysis, stale_analyses, train_shard
-from .benchmark.presets import Shard
-from .benchmark.reference import make_reference
-from .benchmark.report import write_report
 from .cells import ACTIVATIONS, CELLS
-from .lock import run_lock
-from .store import BACKUP, CATALOG, CatalogError, MemberRow, RunError, RunStore, catalog_problem, package_version
+from .claims import Claim
+from .pipeline.config import PRESETS, Preset, load_preset
+from .pipeline.driver import Event, analyze_run, open_run, record_analysis, run_preset, stale_analyses, train_shard
+from .pipeline.stages import AnalysisConfig
+from .report.check import CheckError, check_cell, exit_code, load_cell
+from .report.reference import make_reference
+from .report.report import write_report
+from .report.tables import CHECK_TERMINAL, CLAIMS_TERMINAL, claim_table
+from .run.cache import analysis_rows
+from .run.catalog import CatalogError, MemberRow, RunStore, catalog_problem, package_version
+from .run.files import RunError
+from .run.layout import BACKUP, CATALOG, RunLayout
+from .run.lock import run_lock
 from .tasks import TASKS
 from .training import Progress, TrainConfig
 
@@ -243,36 +247,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_locally(args, preset, device)
 
 
+def _shards_bar(preset: Preset) -> tuple[Any, Any]:
+    """A progress bar over the preset's shards and the driver's ``on_event`` that moves it."""
+    bar = _progress_bar(len(preset.shards()), "shards")
+    bar.unit = "shard"
+
+    def on_event(event: Event) -> None:
+        bar.set_description(str(event))
+        if event.done:
+            bar.update(1)
+
+    return bar, on_event
+
+
 def _run_locally(args: argparse.Namespace, preset: Preset, device: torch.device) -> int:
-    """``run`` on this machine: per-shard progress bars in one process, or one line per
-    finished job with ``--workers`` > 1."""
-    bars: list[Any] = []
-
-    def on_shard(shard: Shard, index: int, total: int, skipped: bool) -> Progress | None:
-        for bar in bars:
-            bar.close()
-        bars.clear()
-        if skipped:
-            log.info("%s already trained; skipping", shard.name)
-            return None
-        progress, bar = _step_progress(preset.steps, f"[{index + 1}/{total}] {shard.name}")
-        bars.append(bar)
-        return progress
-
-    analysis = _progress_bar(None, "analyze")
-
-    def on_step(what: str) -> None:
-        for bar in bars:
-            bar.close()
-        bars.clear()
-        analysis.set_description(what)
-        analysis.update(1)
-
+    """``run`` on this machine (in this process, or ``--workers`` local processes)."""
+    bar, on_event = _shards_bar(preset)
     try:
-        report = run_preset(preset, args.out, device, on_shard, on_step, args.workers, train_only=args.train_only)
+        report = run_preset(preset, args.out, device, on_event, args.workers, train_only=args.train_only)
     finally:
-        for bar in [*bars, analysis]:
-            bar.close()
+        bar.close()
     return _summary(RunStore(args.out), report)
 
 
@@ -286,14 +280,12 @@ def _parse_device(name: str) -> torch.device:
 def _run_on_ray(args: argparse.Namespace, preset: Preset, device: torch.device) -> int:
     """``run --backend ray``: one progress bar over the preset's shards; ``-v`` logs which
     node ran which job."""
-    from .benchmark.ray_backend import ClusterError, RayBackend
+    from .pipeline.backends import ClusterError, RayBackend
 
-    bar = _progress_bar(len(preset.shards()), "shards")
-    bar.unit = "shard"
+    bar, on_event = _shards_bar(preset)
     try:
         with RayBackend(args.address, args.cpus_per_shard, args.gpus_per_shard) as backend:
-            report = run_preset(preset, args.out, device, backend=backend, on_step=bar.set_description,
-                                on_done=lambda _: bar.update(1), train_only=args.train_only)
+            report = run_preset(preset, args.out, device, on_event, backend=backend, train_only=args.train_only)
     except (ClusterError, RunError) as err:
         raise UsageError(f"universality run: {err}") from None
     finally:
@@ -307,20 +299,15 @@ def _summary(store: RunStore, report: Path | None) -> int:
     if report is None:
         print(f"trained; nothing analysed (--train-only): rerun without it to analyse -> {store.path}")
         return 0
-    print_claims(json.loads((report.parent / "claims.json").read_text()))
+    print_claims(store.layout)
     print(f"\nreport: {report}")
     return 0
 
 
-def print_claims(claims: list[dict[str, Any]]) -> None:
-    """The verdict table of ``claims.json``."""
-    print(f"{'claim':24} {'group':16} {'value':>7} {'95% CI':>14} {'n':>4}  {'verdict':12} threshold")
-    for c in claims:
-        value = "n/a" if c["value"] is None or c["value"] != c["value"] else f"{c['value']:.3g}"
-        low, high = c.get("ci_low"), c.get("ci_high")
-        ci = f"[{low:.2f}, {high:.2f}]" if low is not None and low == low else ""
-        print(f"{c['claim']:24} {c['group']:16} {value:>7} {ci:>14} {c['n']:>4}  {c['verdict'].upper():12} "
-              f"{c['threshold']}")
+def print_claims(layout: RunLayout) -> None:
+    """The verdict table of the run's ``claims.json``."""
+    claims = [Claim.from_dict(c) for c in json.loads(layout.claims_json.read_text())]
+    print("\n".join(claim_table(claims, CLAIMS_TERMINAL, "terminal")))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -334,7 +321,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise RunError(f"{store.path}: the analysis of {stale[0]} is not current (computed for other weights or "
                        f"settings, or not yet); run `universality analyze {store.path}` first")
     path = write_report(store)
-    print_claims(json.loads((path.parent / "claims.json").read_text()))
+    print_claims(store.layout)
     print(f"\nreport: {path}")
     return 0
 
@@ -378,11 +365,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         store = RunStore(path)  # a missing directory or a foreign one: one line, exit 2
         problem = store.integrity()
     except CatalogError as err:
-        problem = catalog_problem(path / CATALOG) or str(err)
+        problem = catalog_problem(RunLayout(path).catalog) or str(err)
     if problem is not None:
         print(f"catalog {CATALOG}: {problem}")
         print(f"the catalog is damaged; a writing command (e.g. `universality run --out {path}` with its preset) "
-              f"restores it from its backup {BACKUP}" if (path / BACKUP).exists() else
+              f"restores it from its backup {BACKUP}" if RunLayout(path).backup.exists() else
               "the catalog is damaged and has no backup: move the directory away and run again")
         return 1
     damage = store.damage()
@@ -400,8 +387,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise RunError(f"{args.run}: no such run directory")
     bar = _progress_bar(None, "analyze")
 
-    def on_step(what: str) -> None:
-        bar.set_description(what)
+    def on_event(event: Event) -> None:
+        bar.set_description(str(event))
         bar.update(1)
 
     with run_lock(args.run, args.line):
@@ -409,7 +396,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         config = AnalysisConfig(candidate_budget=args.candidates)
         record_analysis(store, config)
         try:
-            analyze_run(store, config, device, on_step)
+            analyze_run(store, config, device, on_event)
         finally:
             bar.close()
     rows = analysis_rows(store)
@@ -446,12 +433,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             rows = check_cell(cell, reference, preset, tasks, out, device)
     except CheckError as err:
         raise UsageError(f"universality check: {err}") from None
-    print(f"{'task':9} {'check':34} {'value':>7} {'95% CI':>14}  {'verdict':12} reason")
-    for r in rows:
-        value = "n/a" if r.value != r.value else f"{r.value:.3g}"
-        ci = "" if r.ci_low != r.ci_low else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
-        print(f"{r.group:9} {r.claim:34} {value:>7} {ci:>14}  {r.verdict.upper():12} {r.detail.get('reason', '')}")
-    print(f"\nreport: {Path(out) / 'report' / 'check.md'}")
+    print("\n".join(claim_table(rows, CHECK_TERMINAL, "terminal")))
+    print(f"\nreport: {RunLayout(out).check_md}")
     return exit_code(rows)
 
 

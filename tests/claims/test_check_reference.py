@@ -5,8 +5,8 @@ import math
 from pathlib import Path
 
 from universality.cli import main
+from universality.run.catalog import RunStore
 from universality.scaffold import SCAFFOLDS
-from universality.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "reference_results" / "run"

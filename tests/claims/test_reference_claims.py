@@ -26,13 +26,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from universality.benchmark import PRESETS
-from universality.benchmark.analyze import load_scaffolds
-from universality.benchmark.pipeline import analysis_config
-from universality.benchmark.report import evaluate
 from universality.dynamics import find_fixed_points
+from universality.pipeline.config import PRESETS
+from universality.pipeline.stages import analysis_config
+from universality.report.report import evaluate
+from universality.run.cache import load_scaffolds
+from universality.run.catalog import RunStore
 from universality.scaffold import SCAFFOLDS
-from universality.store import RunStore
 from universality.tasks import task_from_config
 
 REFERENCE = Path(__file__).resolve().parents[2] / "reference_results" / "run"
@@ -83,8 +83,8 @@ def compare_numbers(where: str, stored: dict, now: dict, rel: float) -> None:
 @settings(max_examples=6, deadline=None, derandomize=True)
 @given(row=st.sampled_from(PASSED))
 def test_reanalysing_a_stored_member_reproduces_its_scaffold(row):
-    info = STORE.shard_info(row.shard)
-    task = task_from_config(info["task_config"])
+    info = STORE.shard_record(row.shard)
+    task = task_from_config(info.task_config)
     pop = STORE.load_population(row.shard).select([row.idx])
     config = analysis_config(PRESETS["reference"]).fixed_point_config(row.task, len(task.conditions()))
     (scaffold,) = SCAFFOLDS[row.task].compute(pop, find_fixed_points(pop, config=config))

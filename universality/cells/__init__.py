@@ -9,6 +9,8 @@ from .base import Params as Params
 from .gru import GRU as GRU
 from .lstm import LSTM as LSTM
 from .module import ModuleCell as ModuleCell
+from .spec import cell_from_spec as cell_from_spec
+from .spec import cell_spec as cell_spec
 from .ugrnn import UGRNN as UGRNN
 from .vanilla import Vanilla as Vanilla
 

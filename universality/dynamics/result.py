@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from torch import Tensor
 
-from ..io import atomic_save_tensors, load_tensors
+from ..run import files
 from .linearise import timescales
 
 FORMAT = "universality-fixed-points"
@@ -164,9 +163,9 @@ class FixedPoints:
         return FixedPoints(**fields, config=self.config)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
-        """Write a safetensors file atomically (complex tensors as ``.real``/``.imag``),
-        with optional extra string ``metadata``."""
+    def to_bytes(self, metadata: dict[str, str] | None = None) -> bytes:
+        """Safetensors bytes (complex tensors as ``.real``/``.imag``), with optional extra
+        string ``metadata``."""
         tensors: dict[str, Tensor] = {}
         for name, value in self._tensors().items():
             if value.is_complex():
@@ -174,14 +173,22 @@ class FixedPoints:
             else:
                 tensors[name] = value
         meta = {**(metadata or {}), "format": FORMAT, "config": json.dumps(self.config, sort_keys=True)}
-        atomic_save_tensors(tensors, Path(path), meta)
+        return files.encode(tensors, meta)
+
+    def save(self, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
+        """Write :meth:`to_bytes` to a file atomically."""
+        files.write_atomic(Path(path), self.to_bytes(metadata))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FixedPoints:
         """Read a file written by :meth:`save`."""
-        tensors = load_tensors(Path(path))
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
+        return cls.from_bytes(files.read_checked(Path(path)), path)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: str | os.PathLike[str] = "<bytes>") -> FixedPoints:
+        """The fixed points of :meth:`to_bytes`'s ``data`` (``path`` names it in errors)."""
+        tensors = files.decode(data, Path(path))
+        meta = files.metadata(data) or {}
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: not a fixed-points file (format {meta.get('format')!r})")
         fields = {name: torch.complex(tensors[name + ".real"], tensors[name + ".imag"]) for name in _COMPLEX}

@@ -1,7 +1,8 @@
 """``universality check MODULE:ATTR``: hold a new architecture against the reference population.
 
-The cell is trained on each task with a preset's settings (by default the reference's own,
-so the comparison is like for like), analysed exactly as the reference populations, and
+The cell is trained on each task at each of a preset's hidden sizes with its settings (by
+default the reference's own, so the comparison is like for like) and analysed by the
+pipeline exactly as the reference populations (:mod:`universality.pipeline.driver`), and
 judged per task, each row a :class:`~universality.verdicts.Claim` with a verdict and a
 reason (``detail["reason"]``):
 
@@ -33,7 +34,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +45,27 @@ from scipy import stats
 from torch import nn
 
 from ..cells import ModuleCell
-from ..geometry import mds, nearest_neighbours, pairwise_distances
+from ..cells.spec import import_attr
+from ..claims.rules import THRESHOLDS
+from ..claims.verdicts import (
+    ALPHA,
+    MIN_MEMBERS,
+    Claim,
+    Verdict,
+    against_threshold,
+    fisher_lower_p,
+    mean_ci,
+    proportion_ci,
+)
+from ..geometry import mds, nearest_neighbours, pairwise_distances, svcca_k
+from ..pipeline.config import Preset, Shard
+from ..pipeline.driver import analyze_run, record_analysis, train_shard
+from ..pipeline.stages import AnalysisConfig, analysis_config, probe_states
+from ..run.cache import load_scaffolds, load_states
+from ..run.catalog import RunStore
+from ..run.files import RunError, jsonable
 from ..scaffold import SCAFFOLDS, distance_matrix
-from ..store import RunError, RunStore
-from ..verdicts import ALPHA, MIN_MEMBERS, Claim, Verdict, against_threshold, fisher_lower_p, mean_ci, proportion_ci
-from .analyze import AnalysisConfig, analyze_run, jsonable, load_scaffolds, load_states, probe_states
-from .claims import THRESHOLDS
-from .pipeline import analysis_config, record_analysis, train_shard
-from .presets import Preset, Shard
+from .tables import CHECK_MARKDOWN, claim_table
 
 PROTOCOL = (
     "a cell is MODULE:ATTR naming a torch.nn.Module class or factory: ATTR(input_size, hidden_size) -> "
@@ -71,20 +86,31 @@ def _one_line(err: BaseException) -> str:
     return " ".join(f"{type(err).__name__}: {err}".split())
 
 
+@contextmanager
+def _importable(directory: str) -> Iterator[None]:
+    """``directory`` on ``sys.path`` for the block, as it was after."""
+    saved = list(sys.path)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
 def load_cell(spec: str) -> ModuleCell:
-    """Import ``MODULE:ATTR`` (the working directory is importable) and check the protocol."""
+    """Import ``MODULE:ATTR`` (from the working directory too, which ``sys.path`` holds only
+    while importing) and check the protocol."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise CheckError(f"expected MODULE:ATTR, got {spec!r}; {PROTOCOL}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    with _importable(os.getcwd()):
+        try:
+            importlib.import_module(module_name)
+        except (Exception, SystemExit) as err:  # the user's module: a SyntaxError, or anything it raises on import
+            raise CheckError(f"cannot import module {module_name!r} ({_one_line(err)}); {PROTOCOL}") from None
     try:
-        obj: Any = importlib.import_module(module_name)
-    except (Exception, SystemExit) as err:  # the user's module: a SyntaxError, or anything it raises on import
-        raise CheckError(f"cannot import module {module_name!r} ({_one_line(err)}); {PROTOCOL}") from None
-    try:
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = import_attr(module_name, attr)
     except AttributeError:
         raise CheckError(f"module {module_name!r} has no attribute {attr!r}") from None
     try:
@@ -110,13 +136,19 @@ def like_for_like(preset: Preset, reference: RunStore, tasks: Sequence[str]) -> 
     """How the preset's training differs from the reference members' (empty: like for like)."""
     refs = [r for r in reference.members() if r.task in tasks]
     differences = []
-    hidden = sorted({r.hidden for r in refs})
-    if hidden != [preset.hidden[0]]:
-        differences.append(f"hidden {preset.hidden[0]} vs the reference's {hidden}")
+    hidden, wanted = sorted({r.hidden for r in refs}), sorted(preset.hidden)
+    sizes = "/".join(map(str, wanted))
+    if hidden != wanted:
+        differences.append(f"hidden {sizes} vs the reference's {hidden}")
     if preset.name != "reference":
-        differences.append(f"preset {preset.name!r} ({preset.steps} steps, hidden {preset.hidden[0]}) instead of "
+        differences.append(f"preset {preset.name!r} ({preset.steps} steps, hidden {sizes}) instead of "
                            "the reference preset")
     return differences
+
+
+def cell_shards(cell: ModuleCell, preset: Preset, tasks: Sequence[str]) -> list[Shard]:
+    """The shards a check trains: the cell on each task at each of the preset's hidden sizes."""
+    return [Shard(task, cell.arch, "custom", hidden) for task in tasks for hidden in preset.hidden]
 
 
 def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tuple[str, ...], out: str | Path,
@@ -124,16 +156,15 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
     """Train, analyse and judge ``cell`` (see the module docstring); the report goes to
     ``out/report/check.md`` (and ``check.json``) with its figures."""
     store = RunStore.create(out)
-    _refuse_other_settings(store, cell, preset)
+    _refuse_other_settings(store, cell, preset, tasks)
     device = torch.device(device)
-    for task in tasks:
-        shard = Shard(task, cell.arch, "custom", preset.hidden[0])
+    for shard in cell_shards(cell, preset, tasks):
         if shard.name not in store.shards():
-            _contained(f"training on {task}", train_shard, store, preset, shard, device, cell=cell)
+            _contained(f"training on {shard.task}", train_shard, store, preset, shard, device, cell=cell)
     config = analysis_config(preset)
     record_analysis(store, config)
     _contained("analysing its networks", analyze_run, store, config, device)
-    figures = store.path / "report" / "figures"
+    figures = store.layout.figures
     figures.mkdir(parents=True, exist_ok=True)
     rows: list[Claim] = []
     sections: list[str] = []
@@ -160,19 +191,19 @@ def _contained(step: str, run: Callable[..., object], *args: Any, **kwargs: Any)
         raise CheckError(f"the cell failed while {step} ({_one_line(err)}); {PROTOCOL}") from None
 
 
-def _refuse_other_settings(store: RunStore, cell: ModuleCell, preset: Preset) -> None:
+def _refuse_other_settings(store: RunStore, cell: ModuleCell, preset: Preset, tasks: Sequence[str]) -> None:
     """Raise :class:`CheckError` when ``store`` holds networks that this check would not
     have trained (another cell, size, preset or L2): they would be judged with the new ones."""
+    expected = {s.name for s in cell_shards(cell, preset, tasks)}
     for name in store.shards():
-        info, l2 = store.shard_info(name), {r.l2 for r in store.members(name)}
-        task = info["task"]
-        if (name != Shard(task, cell.arch, "custom", preset.hidden[0]).name
-                or info["train_config"].get("preset") != preset.name or not l2 <= set(preset.l2)):
+        record, l2 = store.shard_record(name), {r.l2 for r in store.members(name)}
+        trained_by = record.train_config.get("preset")
+        if name not in expected or trained_by != preset.name or not l2 <= set(preset.l2):
             raise CheckError(
                 f"{store.path} already holds networks trained with other settings ({name}: preset "
-                f"{info['train_config'].get('preset')!r}, L2 {sorted(l2)}; this check: {cell.arch}, preset "
-                f"{preset.name!r}, hidden {preset.hidden[0]}, L2 {list(preset.l2)}); they would be judged with the "
-                "new ones: pass another --out or remove that directory")
+                f"{trained_by!r}, L2 {sorted(l2)}; this check: {cell.arch}, preset {preset.name!r}, hidden "
+                f"{'/'.join(map(str, preset.hidden))}, L2 {list(preset.l2)}); they would be judged with the new "
+                "ones: pass another --out or remove that directory")
 
 
 # --------------------------------------------------------------------------- rows
@@ -261,7 +292,7 @@ def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]],
     everyone = refs + new
     is_new = np.array([False] * len(refs) + [True] * len(new))
     reps = [r["states"].reshape(-1, r["states"].shape[-1]) for r in everyone]
-    k = min([AnalysisConfig.k, *(int(torch.linalg.matrix_rank(x - x.mean(0))) for x in reps)])
+    k = svcca_k(reps, AnalysisConfig.k)
     matrices = {"geometry": pairwise_distances(reps, "svcca", k=k).numpy(),
                 "topology": distance_matrix(SCAFFOLDS[task], np.stack([r["topology"] for r in everyone]))}
     chance = (len(new) - 1) / (len(everyone) - 1)
@@ -302,13 +333,14 @@ def _members(store: RunStore, task: str) -> list[dict[str, Any]]:
     ``[B, T, H]``, scaffold numbers and topology signature."""
     rows = []
     for shard in store.shards():
-        if store.shard_info(shard)["task"] != task:
+        if store.shard_record(shard).task != task:
             continue
         numbers, tensors = load_scaffolds(store, shard)
-        path = store.path / "analysis" / "states" / f"{shard}.safetensors"
         # stored reference results keep weights, not states: recompute on the same probe trials
-        states = load_states(store, shard) if path.is_file() else probe_states(store.load_population(shard),
-                                                                                 AnalysisConfig())
+        if store.layout.analysis("states", shard).is_file():
+            states = load_states(store, shard)
+        else:
+            states = probe_states(store.load_population(shard), AnalysisConfig())
         for r in store.members(shard):
             row = {**r.as_dict(), "member": r.member, "scaffold": numbers[r.idx]}
             if r.status != "diverged":
@@ -344,26 +376,21 @@ def _task_section(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any
 
 def _plot(embedding: np.ndarray, rows: list[dict[str, Any]], n_ref: int, path: Path, title: str) -> None:
     """MDS panels by architecture and activation, the new members (after ``n_ref``) as stars."""
-    from .. import plots  # matplotlib only here
+    from .figures import common as plots  # matplotlib only here
 
     plots.mds_by_label(embedding, [r["arch"] for r in rows], [r["activation"] for r in rows], path, title,
                        highlight=[i >= n_ref for i in range(len(rows))])
 
 
 def _write(store: RunStore, rows: list[Claim], sections: list[str], differences: list[str]) -> None:
-    report = store.path / "report"
-    (report / "check.json").write_text(json.dumps([r.as_dict() for r in rows], indent=1, default=jsonable))
+    layout = store.layout
+    layout.check_json.write_text(json.dumps([r.as_dict() for r in rows], indent=1, default=jsonable))
     lines = ["# Architecture check", ""]
     if differences:
         lines += ["**Not like for like**: the cell was trained with other settings than the reference "
                   f"({'; '.join(differences)}). A failure may be the training, not the architecture.", ""]
-    lines += ["| task | check | value | 95% CI | threshold | n | verdict | reason |", "|" + "---|" * 8]
-    for r in rows:
-        value = "n/a" if math.isnan(r.value) else f"{r.value:.3g}"
-        ci = "" if math.isnan(r.ci_low) else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
-        lines.append(f"| {r.group} | {r.claim} | {value} | {ci} | {r.threshold} | {r.n} | {r.verdict.upper()} | "
-                     f"{r.detail.get('reason', '')} |")
+    lines += claim_table(rows, CHECK_MARKDOWN, "markdown")
     lines += ["", *sections]
-    lines += [f"![{p.stem}](figures/{p.name})" for p in sorted((report / "figures").glob("*_placement.png"))]
-    (report / "check.md").write_text("\n".join(lines) + "\n")
+    lines += [f"![{p.stem}](figures/{p.name})" for p in sorted(layout.figures.glob("*_placement.png"))]
+    layout.check_md.write_text("\n".join(lines) + "\n")
 

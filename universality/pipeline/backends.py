@@ -1,30 +1,107 @@
-"""``universality run --backend ray``: shards as Ray tasks (``pip install "universality[ray]"``).
+"""Where the driver's jobs run: this process, a local process pool, or a Ray cluster.
 
-The driver (this process) connects to a Ray cluster, or with no address starts a local
-one on the loopback interface for the run and stops it after. Each shard's training and
-per-shard analysis are Ray tasks (:func:`~.pipeline.train_to_bytes`,
-:func:`~.pipeline.analyse_to_bytes`) asking for ``cpus_per_shard`` CPUs and
-``gpus_per_shard`` GPUs; they take and return plain data (safetensors bytes) through
-Ray's object store, so the nodes share no filesystem and only the driver writes the run
-(:func:`~.pipeline.run_jobs`). A task whose worker process or node dies is run again by
-Ray (``max_retries``); since workers write nothing, a retried shard is stored once.
+A backend has ``submit(fn, job) -> Future``, ``threads`` (torch threads per job) and
+``slots`` (how many training jobs the driver keeps submitted at once). Jobs
+(:mod:`.stages`) take and return plain data, so the driver (:func:`~.driver.run_jobs`)
+alone writes the run whichever backend runs them.
 
-Ray is imported here, lazily, and nowhere else in the package.
+* :class:`InlineBackend`: in this process, one job at a time as it is submitted.
+* :class:`LocalBackend`: ``workers`` single-threaded spawned processes.
+* :class:`RayBackend` (``pip install "universality[ray]"``): Ray tasks named after the job
+  function, asking for ``cpus_per_shard`` CPUs and ``gpus_per_shard`` GPUs; results come
+  through Ray's object store, so the nodes share no filesystem. With no address it starts
+  a local cluster on the loopback interface for the run and stops it after. A task whose
+  worker process or node dies is run again by Ray (``max_retries``); since workers write
+  nothing, a retried shard is stored once. Ray is imported here, lazily, and nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Protocol
 
-from ..io import RunError
+from ..run.files import RunError
 
 log = logging.getLogger(__name__)
+
+#: ``slots`` of a backend that takes every job at once (it queues them itself).
+UNLIMITED = 1 << 30
+
+
+class Backend(Protocol):
+    """Where worker jobs run."""
+
+    threads: int  # torch threads per job
+    slots: int  # training jobs submitted at once
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
+        """A future of ``fn(job)``."""
+        ...
+
+
+class InlineBackend:
+    """This process: ``submit`` runs the job at once and returns its finished future, so
+    one shard is trained and written before the next starts."""
+
+    threads = 1
+    slots = 1
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(job))
+        return future
+
+
+class LocalBackend:
+    """``workers`` single-threaded spawned processes on this machine.
+
+    Ctrl-C reaches the whole process group, but only the driver acts on it: workers are
+    started (lazily, by ``submit``) while SIGINT is *blocked* in the driver's thread, a mask
+    a new process inherits and Python keeps; the driver's own Ctrl-C is held pending
+    meanwhile, not lost, and delivered when the mask is lifted. Left by an exception
+    (Ctrl-C included), the backend terminates its workers at once rather than letting them
+    finish their jobs: nothing they hold was written, and a rerun resumes."""
+
+    threads = 1
+    slots = UNLIMITED
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalBackend:
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        assert self._pool is not None
+        if exc_type is not None:
+            # no public way to stop running jobs before Python 3.14's terminate_workers()
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
+        assert self._pool is not None, "use LocalBackend as a context manager"
+        if threading.current_thread() is not threading.main_thread():  # signals belong to the main thread
+            return self._pool.submit(fn, job)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return self._pool.submit(fn, job)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
 
 #: Set before Ray is imported, it makes a local cluster advertise and bind 127.0.0.1 only.
 _LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -65,10 +142,12 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 class RayBackend:
-    """A Ray cluster as a :class:`~.pipeline.Backend`: ``with RayBackend(address) as b``
+    """A Ray cluster as a :class:`Backend`: ``with RayBackend(address) as b``
     connects (``address`` ``auto`` or ``HOST:PORT``; None starts a local cluster) and
     checks that some node offers ``cpus_per_shard`` CPUs and ``gpus_per_shard`` GPUs;
     leaving it disconnects (and stops a cluster it started)."""
+
+    slots = UNLIMITED
 
     def __init__(self, address: str | None = None, cpus_per_shard: float = 1.0, gpus_per_shard: float = 0.0,
                  max_retries: int = 3, connect_timeout: float = 5.0) -> None:

@@ -25,13 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .io import RunError
+from .files import RunError
+from .layout import LOCK, RunLayout
 
 __all__ = ["LOCK", "LockedError", "run_lock"]
 
 log = logging.getLogger(__name__)
-
-LOCK = "run.lock"
 
 
 class LockedError(RunError):
@@ -61,7 +60,7 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def _acquire(directory: Path, command: str) -> int:
     """Lock ``directory/run.lock`` and write this process into it; return the open fd."""
-    path = directory / LOCK
+    path = RunLayout(directory).lock
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -104,7 +103,7 @@ def run_lock(directory: str | os.PathLike[str], command: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        (path / LOCK).unlink(missing_ok=True)  # while still held: see _acquire
+        RunLayout(path).lock.unlink(missing_ok=True)  # while still held: see _acquire
         os.close(fd)
         if created:
             try:

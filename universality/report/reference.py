@@ -21,13 +21,16 @@ from typing import Any
 
 import torch
 
-from ..store import RunStore, provenance
-from .claims import STATEMENTS, Claim
-from .pipeline import default_workers, run_preset
-from .presets import PRESETS
-from .report import claims_table, fmt_number
+from ..claims import STATEMENTS, Claim
+from ..pipeline.config import PRESETS
+from ..pipeline.driver import default_workers, run_preset
+from ..run.catalog import RunStore, provenance
+from ..run.layout import ANALYSIS, BACKUP, CATALOG, REPORT, SHARDS, RunLayout
+from .report import claims_section
+from .tables import number
 
-KEPT = ("catalog.sqlite", "shards", "analysis/scaffold", "analysis/geometry", "analysis/topology", "report")
+#: The parts of the run directory exported (probe states and fixed points are left out).
+KEPT = (CATALOG, SHARDS, f"{ANALYSIS}/scaffold", f"{ANALYSIS}/geometry", f"{ANALYSIS}/topology", REPORT)
 
 
 @dataclass(frozen=True)
@@ -62,17 +65,17 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     for damage in kept.damage():  # the analysis files left out (states, fixed points) leave the catalog too
         if damage.kind == "analysis" and damage.problem == "missing":
             kept.forget_file(staging / damage.path)
-    (staging / "catalog.sqlite.bak").unlink(missing_ok=True)  # the run's own backup is not exported
-    old_claims, old_provenance = target / "report" / "claims.json", out / "provenance.json"
+    (staging / BACKUP).unlink(missing_ok=True)  # the run's own backup is not exported
+    old_claims, old_provenance = RunLayout(target).claims_json, out / "provenance.json"
     previous = json.loads(old_claims.read_text()) if old_claims.is_file() else None
     previous_preset = json.loads(old_provenance.read_text()).get("preset") if old_provenance.is_file() else None
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     store = RunStore(target)
-    hashes = {s: store.shard_info(s)["config_hash"] for s in store.shards()}
+    hashes = {s: store.shard_record(s).config_hash for s in store.shards()}
     full = {**provenance(record.device), **vars(record), "config_hashes": hashes}
     (out / "provenance.json").write_text(json.dumps(full, indent=1, sort_keys=True))
-    claims = [Claim.from_dict(c) for c in json.loads((target / "report" / "claims.json").read_text())]
+    claims = [Claim.from_dict(c) for c in json.loads(store.layout.claims_json.read_text())]
     (out / "SUMMARY.md").write_text("\n".join(summary(record, full["date"], claims, previous, previous_preset)) + "\n")
     return out
 
@@ -98,7 +101,7 @@ def summary(record: ExportRecord, date: str, claims: list[Claim], previous: list
             verdicts = ", ".join(f"{c.group} {c.verdict.upper()}" for c in rows if c.group == "all")
             verdicts += f" (groups: {counts})"
         lines += [f"* **{key}**: {said} Verdict: {verdicts}.", f"  {shown}"]
-    lines += ["", *claims_table(claims)]
+    lines += ["", *claims_section(claims)]
     if previous is not None:
         lines += changes(previous, claims, record.preset, previous_preset)
     return lines
@@ -118,7 +121,7 @@ def changes(previous: list[dict[str, Any]], claims: list[Claim], preset: dict[st
         return str(row.get("verdict") or ("pass" if row.get("passed") else "fail"))
 
     def shown(v: tuple[str, Any] | None) -> str:
-        return "absent" if v is None else f"{v[0].upper()} ({fmt_number(v[1])})"
+        return "absent" if v is None else f"{v[0].upper()} ({number(v[1])})"
 
     old = {(r["claim"], r["group"]): (verdict(r), r.get("value")) for r in previous}
     new = {(c.claim, c.group): (c.verdict, c.value) for c in claims}

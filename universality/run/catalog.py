@@ -1,9 +1,7 @@
-"""Run directories: an SQLite catalog plus one safetensors file per shard.
+"""The catalog of a run directory: SQLite tables ``meta``, ``shards``, ``members``,
+``metrics``, ``files``, read as typed records (:class:`ShardRecord`, :class:`MemberRow`).
 
-Layout::
-
-    DIR/catalog.sqlite          runs, shards, members, metrics, files (+ provenance)
-    DIR/shards/<shard>.<stamp>.safetensors   stacked parameters [P, ...] of one shard
+Paths come from :mod:`.layout`, file bytes go through :mod:`.files`.
 
 Loading never unpickles. Each save writes a new weights file (temporary name,
 fsync, ``os.replace``), then switches the catalog to it in one SQLite transaction and
@@ -32,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -50,21 +47,19 @@ from typing import Any
 
 import torch
 
-from .cells import Cell, ModuleCell, make_cell
-from .io import RunError, atomic_save_tensors, file_sha256, load_tensors
-from .lock import LOCK
-from .population import Member, Population
-from .tasks import task_from_config
-from .training import TrainResult
+from ..cells import ModuleCell, cell_from_spec, cell_spec
+from ..population import Member, Population
+from ..tasks import task_from_config
+from ..training import TrainResult
+from . import files
+from .files import RunError
+from .layout import BACKUP, CATALOG, DAMAGED, LOCK, RunLayout, temporary, weights_rel
 
-__all__ = ["BACKUP", "CATALOG", "CatalogError", "MemberRow", "RunError", "RunStore", "catalog_problem",
-           "cell_from_spec", "cell_spec", "config_hash", "package_version", "provenance"]
+__all__ = ["CatalogError", "MemberRow", "RunStore", "ShardRecord", "catalog_problem", "config_hash",
+           "package_version", "population_from", "provenance"]
 
 log = logging.getLogger(__name__)
 
-CATALOG = "catalog.sqlite"
-BACKUP = CATALOG + ".bak"  # the catalog as of its last commit
-DAMAGED = CATALOG + ".damaged"  # a damaged catalog, put aside when its backup is restored
 SCHEMA_VERSION = 2  # 2: shards.sha256, members.restarts, files
 FORMAT = "universality-run"
 
@@ -119,26 +114,36 @@ def provenance(device: str | torch.device, seed: int | None = None) -> dict[str,
     }
 
 
-def cell_spec(cell: Cell) -> str:
-    """A string that rebuilds ``cell``: ``builtin:ARCH:ACTIVATION`` or ``module:MOD:ATTR``."""
-    if isinstance(cell, ModuleCell):
-        factory = cell.factory
-        return f"module:{factory.__module__}:{factory.__qualname__}"
-    return f"builtin:{cell.arch}:{cell.activation}"
+def population_from(cell: str, task_config: dict[str, Any], hidden: int, members: list[Member],
+                    params: dict[str, torch.Tensor]) -> Population:
+    """A shard's population from its cell spec, task config, size, members (P) and stacked
+    ``params [P, ...]``; :class:`RunError` when they do not fit together."""
+    task = task_from_config(task_config)
+    try:
+        built = cell_from_spec(cell)
+    except ValueError as err:
+        raise RunError(f"{err} in catalog") from None
+    if isinstance(built, ModuleCell):
+        built.init_params(task.input_size, hidden, torch.Generator().manual_seed(0))
+    return Population(built, task, hidden, members, params)
 
 
-def cell_from_spec(spec: str) -> Cell:
-    kind, _, rest = spec.partition(":")
-    if kind == "builtin":
-        arch, _, activation = rest.partition(":")
-        return make_cell(arch, activation)
-    if kind == "module":
-        module_name, _, attr = rest.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return ModuleCell(obj)
-    raise RunError(f"unknown cell spec {spec!r} in catalog")
+@dataclass(frozen=True)
+class ShardRecord:
+    """A shard's catalog row: ``file`` is its weights file relative to the run directory,
+    ``sha256`` that file's checksum (None in catalogs that predate checksums), ``provenance``
+    where and with what it was trained."""
+
+    shard: str
+    task: str
+    task_config: dict[str, Any]
+    cell: str
+    hidden: int
+    file: str
+    train_config: dict[str, Any]
+    config_hash: str
+    provenance: dict[str, Any]
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,11 +217,13 @@ class RunStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        catalog = self.path / CATALOG
+        self.layout = RunLayout(self.path)
+        self._migrated = False
+        catalog = self.layout.catalog
         if not self.path.is_dir():
             raise RunError(f"{self.path}: no such run directory")
         if not catalog.is_file():
-            if (self.path / BACKUP).is_file():
+            if self.layout.backup.is_file():
                 raise CatalogError(f"{catalog}: missing; {self._restore_hint()}")
             raise RunError(f"{self.path}: not a universality run (no {CATALOG})")
         if self.meta("format") != FORMAT:
@@ -226,16 +233,16 @@ class RunStore:
     def create(cls, path: str | os.PathLike[str], exist_ok: bool = True) -> RunStore:
         """Create (or, with ``exist_ok``, open to write to: :meth:`recover`) a run directory.
         An existing non-empty directory that is not a run is refused (its lock file aside)."""
-        p = Path(path)
+        p, layout = Path(path), RunLayout(path)
         if p.exists():
-            if (p / CATALOG).exists() or (p / BACKUP).exists():
+            if layout.catalog.exists() or layout.backup.exists():
                 if not exist_ok:
                     raise RunError(f"{p}: a run already exists here")
                 return cls.recover(p)
             if not p.is_dir() or any(child.name != LOCK for child in p.iterdir()):
                 raise RunError(f"{p}: exists and is not a universality run; choose another --out")
-        (p / "shards").mkdir(parents=True, exist_ok=True)
-        tmp = p / (CATALOG + ".tmp")
+        layout.shards.mkdir(parents=True, exist_ok=True)
+        tmp = temporary(layout.catalog)
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp)
         try:
@@ -247,7 +254,7 @@ class RunStore:
             db.commit()
         finally:
             db.close()
-        os.replace(tmp, p / CATALOG)
+        os.replace(tmp, layout.catalog)
         store = cls(p)
         store._backup()
         return store
@@ -257,8 +264,8 @@ class RunStore:
         """Open the run at ``path`` to write to it. A catalog that is damaged or missing
         (:func:`catalog_problem`) is put aside as ``catalog.sqlite.damaged`` and its backup
         restored, with a warning; :class:`CatalogError` when there is no intact backup."""
-        p = Path(path)
-        catalog, backup = p / CATALOG, p / BACKUP
+        p, layout = Path(path), RunLayout(path)
+        catalog, backup = layout.catalog, layout.backup
         problem = catalog_problem(catalog) if p.is_dir() else None
         if problem is None or (problem == "missing" and not backup.exists()):
             return cls(p)
@@ -266,8 +273,8 @@ class RunStore:
             raise CatalogError(f"{catalog}: {problem}, and there is no intact backup ({BACKUP}) to restore; the "
                                "runs it described are lost: move the directory away and run again")
         if catalog.exists():
-            os.replace(catalog, p / DAMAGED)
-        tmp = p / (CATALOG + ".tmp")
+            os.replace(catalog, layout.damaged)
+        tmp = temporary(catalog)
         shutil.copyfile(backup, tmp)
         os.replace(tmp, catalog)
         log.warning("%s: %s; restored the backup written at its last commit (the damaged catalog is kept as %s)",
@@ -282,7 +289,7 @@ class RunStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A connection to the catalog (committed on success); SQLite errors become
         :class:`CatalogError`."""
-        catalog = self.path / CATALOG
+        catalog = self.layout.catalog
         try:
             db = sqlite3.connect(catalog, timeout=30)
             try:
@@ -295,7 +302,7 @@ class RunStore:
 
     def _backup(self) -> None:
         """Copy the committed catalog to ``catalog.sqlite.bak`` (atomically)."""
-        tmp = self.path / (BACKUP + ".tmp")
+        tmp = temporary(self.layout.backup)
         tmp.unlink(missing_ok=True)
         with self._connect() as db:
             target = sqlite3.connect(tmp)
@@ -305,22 +312,26 @@ class RunStore:
                 target.close()
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, self.path / BACKUP)
+        os.replace(tmp, self.layout.backup)
 
     def integrity(self) -> str | None:
         """What SQLite's integrity check finds wrong with the catalog (None: nothing)."""
-        return catalog_problem(self.path / CATALOG)
+        return catalog_problem(self.layout.catalog)
 
     def _columns(self, db: sqlite3.Connection, table: str) -> set[str]:
         return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        """Bring an older catalog to the current schema (inside a write transaction)."""
+        """Bring an older catalog to the current schema (inside a write transaction), once
+        per opened store."""
+        if self._migrated:
+            return
         db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
         for table, column, declaration in _ADDED_COLUMNS:
             if column not in self._columns(db, table):
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        self._migrated = True
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -352,8 +363,8 @@ class RunStore:
         restarts = result.restarts or [0] * len(population)  # empty: not recorded
         # A fresh file name per save: the catalog switches to it in one transaction, so the
         # weights and the rows describing them always change together.
-        file = f"shards/{shard}.{time.time_ns():x}.safetensors"
-        digest = atomic_save_tensors(population.params, self.path / file, {
+        file = weights_rel(shard, f"{time.time_ns():x}")
+        digest = files.save_tensors(population.params, self.layout.file(file), {
             "cell": spec, "hidden": str(population.hidden_size), "task": population.task.name})
         with self._write() as db:
             old_file = db.execute("SELECT file FROM shards WHERE shard = ?", (shard,)).fetchone()
@@ -385,7 +396,7 @@ class RunStore:
                 [tuple(getattr(r, c) for c in _MEMBER_COLUMNS) for r in rows],
             )
         if old_file is not None and old_file[0] != file:
-            (self.path / old_file[0]).unlink(missing_ok=True)
+            self.layout.file(old_file[0]).unlink(missing_ok=True)
 
     def set_metrics(self, values: dict[int, dict[str, float]]) -> None:
         """Upsert named scalar metrics per member id."""
@@ -397,15 +408,15 @@ class RunStore:
 
     def record_file(self, path: Path, digest: str | None = None) -> None:
         """Record the SHA-256 of a file under the run directory (computed when not given)."""
-        rel = self._relative(path)
-        digest = digest or file_sha256(self.path / rel)
+        rel = self.layout.relative(path)
+        digest = digest or files.file_sha256(self.layout.file(rel))
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO files (path, sha256) VALUES (?, ?)", (rel, digest))
 
     def forget_file(self, path: Path) -> None:
         """Delete a file under the run directory and its checksum (it will be recomputed)."""
-        rel = self._relative(path)
-        (self.path / rel).unlink(missing_ok=True)
+        rel = self.layout.relative(path)
+        self.layout.file(rel).unlink(missing_ok=True)
         with self._write() as db:
             db.execute("DELETE FROM files WHERE path = ?", (rel,))
 
@@ -430,18 +441,17 @@ class RunStore:
         with self._connect() as db:
             return [r[0] for r in db.execute("SELECT shard FROM shards ORDER BY rowid")]
 
-    def shard_info(self, shard: str) -> dict[str, Any]:
-        """The shard's catalog row (configs and provenance decoded; ``sha256`` None in
-        catalogs that predate checksums)."""
+    def shard_record(self, shard: str) -> ShardRecord:
+        """The shard's catalog row, configs and provenance decoded."""
         with self._connect() as db:
             db.row_factory = sqlite3.Row
             row = db.execute("SELECT * FROM shards WHERE shard = ?", (shard,)).fetchone()
         if row is None:
             raise RunError(f"{self.path}: no shard {shard!r}; shards are {self.shards()}")
-        info = {"sha256": None, **dict(row)}
+        values = dict(row)
         for key in ("task_config", "train_config", "provenance"):
-            info[key] = json.loads(info[key])
-        return info
+            values[key] = json.loads(values[key])
+        return ShardRecord(**values)
 
     def members(self, shard: str | None = None) -> list[MemberRow]:
         """Member rows: every member by id, or those of ``shard`` by their index in it."""
@@ -464,7 +474,7 @@ class RunStore:
 
     def file_checksum(self, path: Path) -> str | None:
         """The recorded SHA-256 of a file under the run directory, or None if none."""
-        rel = self._relative(path)
+        rel = self.layout.relative(path)
         with self._connect() as db:
             try:
                 row = db.execute("SELECT sha256 FROM files WHERE path = ?", (rel,)).fetchone()
@@ -472,13 +482,17 @@ class RunStore:
                 return None
         return None if row is None else str(row[0])
 
+    def read_file(self, path: Path) -> bytes:
+        """The bytes of a file of the run, checked against its recorded SHA-256."""
+        return files.read_checked(self.layout.file(self.layout.relative(path)), self.file_checksum(path))
+
     def load_file(self, path: Path) -> dict[str, torch.Tensor]:
         """Read a tensor file of the run, checked against its recorded SHA-256."""
-        return load_tensors(self.path / self._relative(path), self.file_checksum(path))
+        return files.decode(self.read_file(path), path)
 
     def check_file(self, path: Path) -> None:
         """Raise :class:`RunError` unless the file exists and matches its recorded SHA-256."""
-        problem = self._problem(self._relative(path), self.file_checksum(path))
+        problem = self._problem(self.layout.relative(path), self.file_checksum(path))
         if problem:
             raise RunError(f"{path}: {problem}; the run directory is damaged "
                            f"(`universality verify {self.path}` lists the damage)")
@@ -488,10 +502,10 @@ class RunStore:
         or no longer matches its SHA-256 (files without a recorded checksum are not judged)."""
         out = []
         for shard in self.shards():
-            info = self.shard_info(shard)
-            problem = self._problem(info["file"], info["sha256"])
+            record = self.shard_record(shard)
+            problem = self._problem(record.file, record.sha256)
             if problem:
-                out.append(Damage("weights", info["file"], shard, problem))
+                out.append(Damage("weights", record.file, shard, problem))
         if not analysis:
             return out
         with self._connect() as db:
@@ -518,37 +532,21 @@ class RunStore:
         return int(files) + int(weights)
 
     def _problem(self, rel: str, digest: str | None) -> str | None:
-        path = self.path / rel
+        path = self.layout.file(rel)
         if not path.is_file():
             return "missing"
-        if digest is not None and file_sha256(path) != digest:
+        if digest is not None and files.file_sha256(path) != digest:
             return "checksum mismatch"
         return None
-
-    def _relative(self, path: Path) -> str:
-        """``path`` (under the run directory, or already relative to it) relative to it."""
-        p = Path(path)
-        for base in (self.path, self.path.resolve()):
-            try:
-                return (p if base == self.path else p.resolve()).relative_to(base).as_posix()
-            except ValueError:
-                continue
-        if p.is_absolute():
-            raise ValueError(f"{p} is not inside the run directory {self.path}")
-        return p.as_posix()
 
     def load_population(self, shard: str, device: str | torch.device = "cpu") -> Population:
         """Rebuild a shard's Population exactly as saved (its weights checked against
         their recorded SHA-256)."""
-        info = self.shard_info(shard)
-        task = task_from_config(info["task_config"])
-        cell = cell_from_spec(info["cell"])
-        if isinstance(cell, ModuleCell):
-            cell.init_params(task.input_size, info["hidden"], torch.Generator().manual_seed(0))
-        params = load_tensors(self.path / info["file"], info["sha256"])
+        record = self.shard_record(shard)
+        params = files.load_tensors(self.layout.file(record.file), record.sha256)
         members = [r.spec() for r in self.members(shard)]
         try:
-            pop = Population(cell, task, info["hidden"], members, params)
+            pop = population_from(record.cell, record.task_config, record.hidden, members, params)
         except ValueError as err:
             raise RunError(f"{self.path}: shard {shard!r} is inconsistent with its catalog ({err})") from err
         return pop.to(device)
