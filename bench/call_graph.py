@@ -43,7 +43,7 @@ LAYERS = {
     "universality.benchmark.analyze": 3, "universality.benchmark.presets": 3, "universality.benchmark.claims": 3,
     "universality.verdicts": 3,
     "universality.run": 2, "universality.store": 2, "universality.lock": 2,
-    "universality.run.files": 1, "universality.io": 1,
+    "universality.run.files": 1, "universality.run.layout": 1, "universality.io": 1,
 }
 
 PRESET = """name = "quick"

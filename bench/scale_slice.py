@@ -26,12 +26,13 @@ from universality.claims.rules import criteria_rates
 from universality.report.report import collect
 from universality.report.tables import number as fmt_number
 from universality.run.catalog import MemberRow, RunStore
+from universality.run.layout import RunLayout
 from universality.scaffold import SCAFFOLDS
 
 
 def claims_of(run: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """The run's ``claims.json`` rows by (claim, group)."""
-    rows = json.loads((run / "report" / "claims.json").read_text())
+    rows = json.loads(RunLayout(run).claims_json.read_text())
     return {(r["claim"], r["group"]): r for r in rows}
 
 
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reference, slice_ = Path(args.reference), Path(args.slice)
     for run in (reference, slice_):
-        if not (run / "report" / "claims.json").is_file():
+        if not RunLayout(run).claims_json.is_file():
             parser.error(f"{run}: no report/claims.json (run `universality run` / `universality report` first)")
     print("\n".join(claim_lines(reference, slice_) + criteria_lines(RunStore(reference), RunStore(slice_))))
     return 0

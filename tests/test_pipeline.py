@@ -25,6 +25,7 @@ class Recording(InlineBackend):
     """Runs jobs in this process and records each job's function and device."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.jobs: list[tuple[str, str]] = []
 
     def submit(self, fn: Any, job: Any) -> Future[Any]:

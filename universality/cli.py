@@ -22,7 +22,7 @@ from .pipeline.stages import AnalysisConfig
 from .report.check import CheckError, check_cell, exit_code, load_cell
 from .report.reference import make_reference
 from .report.report import write_report
-from .report.tables import CHECK_TERMINAL, CLAIMS_TERMINAL, claim_table
+from .report.tables import CHECK_TERMINAL, CLAIMS_TERMINAL, PASS_RATES_TERMINAL, claim_table, pass_rates, render
 from .run.cache import analysis_rows
 from .run.catalog import CatalogError, MemberRow, RunStore, catalog_problem, package_version
 from .run.files import RunError
@@ -349,12 +349,7 @@ def print_members(rows: list[MemberRow]) -> None:
 
 def print_pass_rates(rows: list[MemberRow]) -> None:
     """Pass rate per task x arch x activation."""
-    groups: dict[tuple[str, str, str], list[bool]] = {}
-    for r in rows:
-        groups.setdefault((r.task, r.arch, r.activation), []).append(r.passed)
-    print(f"{'task':9} {'arch':8} {'act':5} passed")
-    for (task, arch, act), passed in sorted(groups.items()):
-        print(f"{task:9} {arch:8} {act:5} {sum(passed)}/{len(passed)}")
+    print("\n".join(render(PASS_RATES_TERMINAL, pass_rates(rows).items(), "terminal")))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

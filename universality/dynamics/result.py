@@ -163,37 +163,36 @@ class FixedPoints:
         return FixedPoints(**fields, config=self.config)
 
     # ------------------------------------------------------------------ persistence
-    def to_bytes(self, metadata: dict[str, str] | None = None) -> bytes:
-        """Safetensors bytes (complex tensors as ``.real``/``.imag``), with optional extra
-        string ``metadata``."""
+    def to_tensors(self, metadata: dict[str, str] | None = None) -> tuple[dict[str, Tensor], dict[str, str]]:
+        """The tensors of a fixed-points file (complex ones as ``.real``/``.imag``) and its
+        string metadata (``metadata`` with the format and the config)."""
         tensors: dict[str, Tensor] = {}
         for name, value in self._tensors().items():
             if value.is_complex():
                 tensors[name + ".real"], tensors[name + ".imag"] = value.real, value.imag
             else:
                 tensors[name] = value
-        meta = {**(metadata or {}), "format": FORMAT, "config": json.dumps(self.config, sort_keys=True)}
-        return files.encode(tensors, meta)
+        return tensors, {**(metadata or {}), "format": FORMAT, "config": json.dumps(self.config, sort_keys=True)}
 
     def save(self, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> None:
-        """Write :meth:`to_bytes` to a file atomically."""
-        files.write_atomic(Path(path), self.to_bytes(metadata))
+        """Write a safetensors file of :meth:`to_tensors` atomically."""
+        files.save_tensors(*self.to_tensors(metadata), path=Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FixedPoints:
         """Read a file written by :meth:`save`."""
-        return cls.from_bytes(files.read_checked(Path(path)), path)
+        data = files.read_checked(Path(path))
+        return cls.from_tensors(files.decode(data, Path(path)), files.metadata(data) or {}, path)
 
     @classmethod
-    def from_bytes(cls, data: bytes, path: str | os.PathLike[str] = "<bytes>") -> FixedPoints:
-        """The fixed points of :meth:`to_bytes`'s ``data`` (``path`` names it in errors)."""
-        tensors = files.decode(data, Path(path))
-        meta = files.metadata(data) or {}
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a fixed-points file (format {meta.get('format')!r})")
+    def from_tensors(cls, tensors: dict[str, Tensor], metadata: dict[str, str],
+                     path: str | os.PathLike[str] = "<tensors>") -> FixedPoints:
+        """The fixed points of :meth:`to_tensors`'s output (``path`` names it in errors)."""
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a fixed-points file (format {metadata.get('format')!r})")
         fields = {name: torch.complex(tensors[name + ".real"], tensors[name + ".imag"]) for name in _COMPLEX}
         fields.update({k: v for k, v in tensors.items() if "." not in k})
         # files written before continua were reported: every point isolated
         fields.setdefault("neutral_dim", torch.zeros_like(fields["cluster_size"]))
         fields.setdefault("extent", torch.zeros_like(fields["residual"]))
-        return cls(**fields, config=json.loads(meta["config"]))
+        return cls(**fields, config=json.loads(metadata["config"]))

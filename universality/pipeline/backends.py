@@ -28,6 +28,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
 
+import torch
+
 from ..run.files import RunError
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,13 @@ class Backend(Protocol):
 
 class InlineBackend:
     """This process: ``submit`` runs the job at once and returns its finished future, so
-    one shard is trained and written before the next starts."""
+    one shard is trained and written before the next starts; jobs keep the torch threads
+    this process had when the backend was made."""
 
-    threads = 1
     slots = 1
+
+    def __init__(self) -> None:
+        self.threads = torch.get_num_threads()
 
     def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
         future: Future[Any] = Future()

@@ -14,6 +14,7 @@ trained. Progress goes to one callback, ``on_event(Event)``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ import torch
 
 from ..cells import Cell
 from ..population import Population
-from ..run import cache
-from ..run.catalog import RunStore
+from ..run import cache, files
+from ..run.catalog import MemberRow, RunStore
 from ..run.files import RunError
 from ..tasks import task_from_config
-from ..training import Progress, TrainResult
+from ..training import DIVERGED, Progress, TrainResult
 from .backends import Backend, InlineBackend, LocalBackend
 from .config import Preset, Shard
 from .stages import (
@@ -74,8 +75,6 @@ OnEvent = Callable[[Event], None]
 def default_workers(device: torch.device) -> int:
     """Worker processes for a run: one single-threaded worker per CPU core on the CPU
     (small recurrent ops are far slower multi-threaded), one on an accelerator."""
-    import os
-
     return max(1, os.cpu_count() or 1) if device.type == "cpu" else 1
 
 
@@ -111,18 +110,22 @@ def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.dev
 # ------------------------------------------------------------------------------ planning
 class Plan:
     """What the analysis files of ``store`` should be with ``config``: each file's source
-    (:func:`universality.run.cache.plan`) from the settings of each kind."""
+    (:func:`universality.run.cache.plan`) from the settings of each kind. ``shards``: plan
+    these shards' own files only (a task's files need all of its shards)."""
 
-    def __init__(self, store: RunStore, config: AnalysisConfig) -> None:
+    def __init__(self, store: RunStore, config: AnalysisConfig, shards: list[str] | None = None) -> None:
         self.store, self.config = store, config
-        self.records = {s: store.shard_record(s) for s in store.shards()}
+        self.records = {s: store.shard_record(s) for s in (store.shards() if shards is None else shards)}
         self.rows = {s: store.members(s) for s in self.records}
         self.tasks: dict[str, list[str]] = {}
         for shard, record in self.records.items():
             self.tasks.setdefault(record.task, []).append(shard)
-        self.sources = cache.plan(store, self.tasks, self._settings)
+        settings = {(kind, name): self._settings(kind, name) for kind, k in cache.KINDS.items()
+                    for name in (self.tasks if k.per == "task" else self.records)}
+        self.sources = cache.plan(store, self.tasks, settings)
 
     def _settings(self, kind: str, name: str) -> dict[str, Any]:
+        """The settings of ``kind`` for one shard or task (its cache key, with what it needs)."""
         config = self.config
         if kind == "states":
             return {"n_trials": config.n_trials, "seed": config.trial_seed}
@@ -139,9 +142,9 @@ class Plan:
                     "svcca_ks": list(config.svcca_ks), "full_state": config.full_state}
         return {"members": ids, "format": SCAFFOLD_FORMAT}
 
-    def members(self, task: str) -> list[Any]:
+    def members(self, task: str) -> list[MemberRow]:
         """The non-diverged member rows of ``task``'s shards, shard by shard."""
-        return [r for s in self.tasks[task] for r in self.rows[s] if r.idx in alive([r])]
+        return [r for s in self.tasks[task] for r in self.rows[s] if r.status != DIVERGED]
 
     def stale(self, per: str, name: str, warn: bool = False) -> dict[str, str]:
         """The kinds of one shard or task (``per``) whose file is not current: kind -> source."""
@@ -154,8 +157,7 @@ class Plan:
         if not todo:
             return None
         record, rows = self.records[shard], self.rows[shard]
-        weights = self.store.read_file(self.store.layout.file(record.file)) if record.sha256 else \
-            self.store.layout.file(record.file).read_bytes()
+        weights = files.read_checked(self.store.layout.file(record.file), record.sha256)
         needed = {n for k in todo for n in cache.KINDS[k].needs} - set(todo) - {cache.WEIGHTS}
         inputs = {k: cache.read_bytes(self.store, k, shard) for k in needed}
         return AnalysisJob(shard, record.cell, record.task_config, record.hidden, [r.spec() for r in rows],
@@ -196,18 +198,31 @@ def run_jobs(store: RunStore, backend: Backend, config: AnalysisConfig, device: 
             pending[backend.submit(train_job, job)] = ("train", job.shard.name)
 
     def submit_analysis(shard: str) -> None:
-        job = Plan(store, config).analysis_job(shard, device, backend.threads) if analyse else None
+        job = Plan(store, config, [shard]).analysis_job(shard, device, backend.threads)
         if job is None:
-            emit(Event("current" if analyse else "trained", shard, done=True))
+            emit(Event("current", shard, done=True))
         else:
             pending[backend.submit(analyse_job, job)] = ("analyse", shard)
 
+    def submit_tasks() -> None:
+        plan = Plan(store, config)
+        for task in plan.tasks:
+            job = plan.task_job(task, device, backend.threads)
+            if job is not None:
+                pending[backend.submit(task_job, job)] = ("task", task)
+
     try:
-        for shard in store.shards():
-            if shard not in trained:
-                submit_analysis(shard)
+        if analyse:
+            for shard in store.shards():
+                if shard not in trained:
+                    submit_analysis(shard)
         submit_training()
-        while pending:
+        tasks_due = analyse
+        while pending or tasks_due:
+            if not pending:  # every shard trained and analysed (nothing waits: a free slot takes training first)
+                submit_tasks()
+                tasks_due = False
+                continue
             ready, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in ready:
                 kind, name = pending.pop(future)
@@ -215,21 +230,17 @@ def run_jobs(store: RunStore, backend: Backend, config: AnalysisConfig, device: 
                 if kind == "train":
                     arrived[name] = result
                     while order and order[0].shard.name in arrived:
-                        ready_shard = arrived.pop(order.pop(0).shard.name)
-                        write_trained(store, ready_shard)
-                        emit(Event("trained", ready_shard.shard, where=describe(ready_shard.origin)))
-                        submit_analysis(ready_shard.shard)
+                        trained_shard = arrived.pop(order.pop(0).shard.name)
+                        write_trained(store, trained_shard)
+                        emit(Event("trained", trained_shard.shard, done=not analyse,
+                                   where=describe(trained_shard.origin)))
+                        if analyse:
+                            submit_analysis(trained_shard.shard)
                 else:
                     write_analysed(store, result)
-                    emit(Event("analysed", name, done=kind == "analyse", where=describe(result.origin)))
+                    emit(Event("analysed" if kind == "analyse" else "task", name, done=kind == "analyse",
+                               where=describe(result.origin)))
             submit_training()
-            if analyse and not pending and not queue:
-                plan = Plan(store, config)
-                for task in plan.tasks:
-                    job = plan.task_job(task, device, backend.threads)
-                    if job is not None:
-                        pending[backend.submit(task_job, job)] = ("task", task)
-                analyse = False  # tasks are submitted once, after every shard
     finally:
         for future in pending:
             future.cancel()

@@ -298,18 +298,18 @@ def analyse_job(job: AnalysisJob) -> Analysed:
     torch.set_num_threads(job.threads)
     pop = population_from(job.cell, job.task_config, job.hidden, job.members, files.decode(job.weights))
     pop = pop.to(job.device)
-    out = {kind: data for kind, data in job.inputs.items()}
     made: dict[str, bytes] = {}
     if "states" in job.todo:
         made["states"] = files.encode({"states": probe_states(pop, job.config)}, {"source": job.todo["states"]})
     if "fixed_points" in job.todo:
         fp_config = job.config.fixed_point_config(pop.task.name, len(pop.task.conditions()))
-        made["fixed_points"] = fixed_points(pop, job.alive, fp_config).to_bytes({"source": job.todo["fixed_points"]})
+        found = fixed_points(pop, job.alive, fp_config)
+        made["fixed_points"] = files.encode(*found.to_tensors({"source": job.todo["fixed_points"]}))
     if "scaffold" in job.todo:
-        out.update(made)
-        states = files.decode(out["states"])["states"]
-        tensors, numbers = scaffolds(pop, job.alive, FixedPoints.from_bytes(out["fixed_points"]), states,
-                                     job.config.homology_points)
+        read = {**job.inputs, **made}  # the scaffold reads its inputs as stored
+        states = files.decode(read["states"])["states"]
+        fps = FixedPoints.from_tensors(files.decode(read["fixed_points"]), files.metadata(read["fixed_points"]) or {})
+        tensors, numbers = scaffolds(pop, job.alive, fps, states, job.config.homology_points)
         made["scaffold"] = files.encode(tensors, {"source": job.todo["scaffold"],
                                                   "numbers": json.dumps(numbers, default=files.jsonable)})
     return Analysed(job.shard, made, where())

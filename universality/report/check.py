@@ -36,13 +36,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import stats
-from torch import nn
+from torch import Tensor, nn
 
 from ..cells import ModuleCell
 from ..cells.spec import import_attr
@@ -62,10 +63,11 @@ from ..pipeline.config import Preset, Shard
 from ..pipeline.driver import analyze_run, record_analysis, train_shard
 from ..pipeline.stages import AnalysisConfig, analysis_config, probe_states
 from ..run.cache import load_scaffolds, load_states
-from ..run.catalog import RunStore
+from ..run.catalog import MemberRow, RunStore
 from ..run.files import RunError, jsonable
-from ..scaffold import SCAFFOLDS, distance_matrix
-from .tables import CHECK_MARKDOWN, claim_table
+from ..scaffold import SCAFFOLDS, StoredScaffold, distance_matrix
+from ..training import DIVERGED
+from .tables import CHECK_MARKDOWN, Column, claim_table, number, render
 
 PROTOCOL = (
     "a cell is MODULE:ATTR naming a torch.nn.Module class or factory: ATTR(input_size, hidden_size) -> "
@@ -74,6 +76,23 @@ PROTOCOL = (
 )
 #: Exit codes of ``universality check``.
 EXIT = {"pass": 0, "fail": 1, "bad input": 2, "inconclusive": 3}
+
+
+@dataclass(frozen=True)
+class Network:
+    """One network of a task as the check reads it: its catalog ``row``, its ``scaffold``
+    and, unless it diverged, its ``topology`` signature ``[D]`` and probe states ``[B, T, H]``."""
+
+    row: MemberRow
+    scaffold: StoredScaffold
+    topology: np.ndarray | None = None
+    states: Tensor | None = None
+
+    def analysed(self) -> tuple[Tensor, np.ndarray]:
+        """Its probe states and topology signature (a network that passed has both)."""
+        if self.states is None or self.topology is None:
+            raise ValueError(f"member {self.row.member} diverged: it has no analysis")
+        return self.states, self.topology
 
 
 class CheckError(ValueError):
@@ -172,7 +191,7 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
         new, refs = _members(store, task), _members(reference, task)
         rows.append(_trainability(task, new, refs))
         rows += _criteria(task, new, refs)
-        rows += _placement(task, [r for r in new if r["passed"]], [r for r in refs if r["passed"]], figures)
+        rows += _placement(task, [n for n in new if n.row.passed], [n for n in refs if n.row.passed], figures)
         sections += _task_section(task, new, refs)
     _write(store, rows, sections, like_for_like(preset, reference, tasks))
     return rows
@@ -234,26 +253,27 @@ def _rate_row(check: str, task: str, k_new: int, n_new: int, k_ref: int, n_ref: 
                  {**detail, "reference_rate": ref_rate, "p_value": p, "reason": reason})
 
 
-def _trainability(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]]) -> Claim:
+def _trainability(task: str, new: list[Network], refs: list[Network]) -> Claim:
     """Passed / trained (diverged included) against the reference's pooled rate."""
-    scores = [r["score"] for r in new if r["score"] is not None]
-    by_arch = {a: f"{sum(r['passed'] for r in refs if r['arch'] == a)}/{sum(r['arch'] == a for r in refs)}"
-               for a in sorted({r["arch"] for r in refs})}
-    detail = {"scores": scores, "statuses": [r["status"] for r in new], "reference_by_arch": by_arch}
-    return _rate_row("trainability", task, sum(r["passed"] for r in new), len(new),
-                     sum(r["passed"] for r in refs), len(refs), "the task was learned", detail)
+    scores = [n.row.score for n in new if n.row.score is not None]
+    archs = sorted({n.row.arch for n in refs})
+    by_arch = {a: f"{sum(n.row.passed for n in refs if n.row.arch == a)}/{sum(n.row.arch == a for n in refs)}"
+               for a in archs}
+    detail = {"scores": scores, "statuses": [n.row.status for n in new], "reference_by_arch": by_arch}
+    return _rate_row("trainability", task, sum(n.row.passed for n in new), len(new),
+                     sum(n.row.passed for n in refs), len(refs), "the task was learned", detail)
 
 
-def _criteria(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list[Claim]:
+def _criteria(task: str, new: list[Network], refs: list[Network]) -> list[Claim]:
     """One row per per-network criterion of ``task``'s scaffold and one for the scaffold
     claim (every headline criterion), over passed networks."""
     spec = SCAFFOLDS[task]
-    new, refs = [r for r in new if r["passed"]], [r for r in refs if r["passed"]]
+    new, refs = [n for n in new if n.row.passed], [n for n in refs if n.row.passed]
 
-    def met(rows: list[dict[str, Any]], name: str | None) -> int:
+    def met(networks: list[Network], name: str | None) -> int:
         if name is None:
-            return sum(bool(r["scaffold"]["canonical"]) for r in rows)
-        return sum(bool(r["scaffold"].get("criteria", {}).get(name, False)) for r in rows)
+            return sum(n.scaffold.canonical for n in networks)
+        return sum(n.scaffold.met(name) for n in networks)
 
     out = [_rate_row(spec.claim, task, met(new, None), len(new), met(refs, None), len(refs),
                      "the scaffold (every headline criterion) holds", {})]
@@ -281,7 +301,7 @@ def _own_p(nearest: np.ndarray, is_new: np.ndarray, n_permutations: int = 2000) 
                                         rng=np.random.default_rng(0)).pvalue)
 
 
-def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]], figures: Path) -> list[Claim]:
+def _placement(task: str, new: list[Network], refs: list[Network], figures: Path) -> list[Claim]:
     """``geometry_own`` and ``topology_among_reference`` with the placement figures."""
     if len(new) < MIN_MEMBERS or not refs:
         reason = f"needs >= {MIN_MEMBERS} passed networks of the cell and a reference (has {len(new)})"
@@ -291,16 +311,17 @@ def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]],
                                     f"own nearest CI <= chance + {THRESHOLDS['topology_margin_over_chance']}"))]
     everyone = refs + new
     is_new = np.array([False] * len(refs) + [True] * len(new))
-    reps = [r["states"].reshape(-1, r["states"].shape[-1]) for r in everyone]
+    states, topology = zip(*(n.analysed() for n in everyone), strict=True)
+    reps = [x.reshape(-1, x.shape[-1]) for x in states]
     k = svcca_k(reps, AnalysisConfig.k)
     matrices = {"geometry": pairwise_distances(reps, "svcca", k=k).numpy(),
-                "topology": distance_matrix(SCAFFOLDS[task], np.stack([r["topology"] for r in everyone]))}
+                "topology": distance_matrix(SCAFFOLDS[task], np.stack(topology))}
     chance = (len(new) - 1) / (len(everyone) - 1)
     bound = chance + THRESHOLDS["topology_margin_over_chance"]
     out = []
     for name, d in matrices.items():
-        by_arch = {a: float(d[np.ix_(is_new, [r["arch"] == a for r in everyone])].mean())
-                   for a in sorted({r["arch"] for r in refs})}
+        by_arch = {a: float(d[np.ix_(is_new, np.array([n.row.arch == a for n in everyone]))].mean())
+                   for a in sorted({n.row.arch for n in refs})}
         nearest = nearest_neighbours(d)
         scores = _own_nearest(nearest, is_new)
         low, high = mean_ci(scores)
@@ -328,10 +349,9 @@ def _placement(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]],
     return out
 
 
-def _members(store: RunStore, task: str) -> list[dict[str, Any]]:
-    """Rows of ``task`` (diverged ones too, without analysis) with their probe states
-    ``[B, T, H]``, scaffold numbers and topology signature."""
-    rows = []
+def _members(store: RunStore, task: str) -> list[Network]:
+    """The networks of ``task`` (diverged ones too, without states or topology)."""
+    spec, out = SCAFFOLDS[task], []
     for shard in store.shards():
         if store.shard_record(shard).task != task:
             continue
@@ -342,44 +362,53 @@ def _members(store: RunStore, task: str) -> list[dict[str, Any]]:
         else:
             states = probe_states(store.load_population(shard), AnalysisConfig())
         for r in store.members(shard):
-            row = {**r.as_dict(), "member": r.member, "scaffold": numbers[r.idx]}
-            if r.status != "diverged":
-                row.update(topology=tensors["topology"][r.idx].numpy(), states=states[r.idx, ..., : r.hidden])
-            rows.append(row)
-    return rows
+            scaffold = spec.read(numbers[r.idx])
+            if r.status == DIVERGED:
+                out.append(Network(r, scaffold))
+            else:
+                out.append(Network(r, scaffold, tensors["topology"][r.idx].numpy(), states[r.idx, ..., : r.hidden]))
+    return out
 
 
 # --------------------------------------------------------------------------- report
-def _task_section(task: str, new: list[dict[str, Any]], refs: list[dict[str, Any]]) -> list[str]:
+def _task_section(task: str, new: list[Network], refs: list[Network]) -> list[str]:
     """check.md's training table (the cell beside each reference architecture) and each
     new network's scaffold criteria."""
-    spec = SCAFFOLDS[task]
-    lines = [f"## {task}", "", "| architecture | passed / trained | diverged | median score |", "|---|---|---|---|"]
-    groups: dict[str, list[dict[str, Any]]] = {"NEW": new}
-    for r in refs:
-        groups.setdefault(f"{r['arch']}/{r['activation']}", []).append(r)
-    for name, rows in groups.items():
-        scores = [r["score"] for r in rows if r["score"] is not None and r["status"] != "diverged"]
-        median = f"{np.median(scores):.3g}" if scores else "n/a"
-        lines.append(f"| {name} | {sum(r['passed'] for r in rows)}/{len(rows)} | "
-                     f"{sum(r['status'] == 'diverged' for r in rows)} | {median} |")
-    names = [c.name for c in spec.criteria]
-    lines += ["", "The cell's networks:", "", "| member | status | score | canonical | " + " | ".join(names) + " |",
-              "|---|---|---|---|" + "---|" * len(names)]
-    for r in new:
-        crit = r["scaffold"].get("criteria", {})
-        score = "n/a" if r["score"] is None else f"{r['score']:.3g}"
-        lines.append(f"| {r['member']} | {r['status']} | {score} | {bool(r['scaffold'].get('canonical'))} | "
-                     + " | ".join(str(crit.get(n, "n/a")) for n in names) + " |")
-    return lines + [""]
+    groups: dict[str, list[Network]] = {"NEW": new}
+    for n in refs:
+        groups.setdefault(f"{n.row.arch}/{n.row.activation}", []).append(n)
+
+    def median_score(networks: list[Network]) -> str:
+        scores = [n.row.score for n in networks if n.row.score is not None and n.row.status != DIVERGED]
+        return f"{np.median(scores):.3g}" if scores else "n/a"
+
+    training: list[Column[tuple[str, list[Network]]]] = [
+        Column("architecture", lambda g: g[0]),
+        Column("passed / trained", lambda g: f"{sum(n.row.passed for n in g[1])}/{len(g[1])}"),
+        Column("diverged", lambda g: str(sum(n.row.status == DIVERGED for n in g[1]))),
+        Column("median score", lambda g: median_score(g[1])),
+    ]
+
+    def criterion(name: str) -> Column[Network]:
+        return Column(name, lambda n: "n/a" if n.scaffold.diverged else str(n.scaffold.met(name)))
+
+    networks: list[Column[Network]] = [
+        Column("member", lambda n: str(n.row.member)),
+        Column("status", lambda n: n.row.status),
+        Column("score", lambda n: number(n.row.score)),
+        Column("canonical", lambda n: str(n.scaffold.canonical)),
+        *(criterion(c.name) for c in SCAFFOLDS[task].criteria),
+    ]
+    return [f"## {task}", "", *render(training, groups.items(), "markdown"), "", "The cell's networks:", "",
+            *render(networks, new, "markdown"), ""]
 
 
-def _plot(embedding: np.ndarray, rows: list[dict[str, Any]], n_ref: int, path: Path, title: str) -> None:
+def _plot(embedding: np.ndarray, networks: list[Network], n_ref: int, path: Path, title: str) -> None:
     """MDS panels by architecture and activation, the new members (after ``n_ref``) as stars."""
     from .figures import common as plots  # matplotlib only here
 
-    plots.mds_by_label(embedding, [r["arch"] for r in rows], [r["activation"] for r in rows], path, title,
-                       highlight=[i >= n_ref for i in range(len(rows))])
+    plots.mds_by_label(embedding, [n.row.arch for n in networks], [n.row.activation for n in networks], path,
+                       title, highlight=[i >= n_ref for i in range(len(networks))])
 
 
 def _write(store: RunStore, rows: list[Claim], sections: list[str], differences: list[str]) -> None:

@@ -25,7 +25,7 @@ from ..claims import STATEMENTS, Claim
 from ..pipeline.config import PRESETS
 from ..pipeline.driver import default_workers, run_preset
 from ..run.catalog import RunStore, provenance
-from ..run.layout import ANALYSIS, BACKUP, CATALOG, REPORT, SHARDS, RunLayout
+from ..run.layout import ANALYSIS, BACKUP, CATALOG, REPORT, SHARDS, RunLayout, temporary
 from .report import claims_section
 from .tables import number
 
@@ -52,7 +52,7 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     write ``out/provenance.json`` and ``out/SUMMARY.md`` (the claims table, from the run's
     ``claims.json``)."""
     target = out / "run"
-    staging = out / "run.tmp"
+    staging = temporary(target)
     shutil.rmtree(staging, ignore_errors=True)
     for part in KEPT:
         src = work.path / part

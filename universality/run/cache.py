@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,19 +63,17 @@ def dependents(need: str) -> list[str]:
     return found
 
 
-#: ``settings(kind, name) -> dict``: a kind's own settings for one shard or task.
-Settings = Callable[[str, str], dict[str, Any]]
-
-
-def plan(store: RunStore, tasks: dict[str, list[str]], settings: Settings) -> dict[tuple[str, str], str]:
+def plan(store: RunStore, tasks: dict[str, list[str]],
+         settings: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], str]:
     """The ``source`` each analysis file of the run should have, by ``(kind, shard or task)``:
-    the hash of its settings and of the sources of what it needs (a shard's weights by
-    its config hash; a per-task kind's needs as the list over ``tasks[task]``'s shards)."""
+    the hash of its ``settings`` (same keys) and of the sources of what it needs (a shard's
+    weights by its config hash; a per-task kind's needs as the list over ``tasks[task]``'s
+    shards)."""
     out: dict[tuple[str, str], str] = {}
     for kind in KINDS.values():
         names = tasks if kind.per == "task" else [s for shards in tasks.values() for s in shards]
         for name in names:
-            inputs = dict(settings(kind.name, name))
+            inputs = dict(settings[(kind.name, name)])
             for need in kind.needs:
                 if need == WEIGHTS:
                     inputs["shard"] = store.shard_record(name).config_hash
@@ -151,7 +148,7 @@ def load_states(store: RunStore, shard: str) -> Tensor:
 def load_fixed_points(store: RunStore, shard: str) -> FixedPoints:
     """The stored fixed points of ``shard``."""
     path, data = _checked(store, "fixed_points", shard)
-    return FixedPoints.from_bytes(data, path)
+    return FixedPoints.from_tensors(files.decode(data, path), files.metadata(data) or {}, path)
 
 
 def load_geometry(store: RunStore, task: str) -> dict[str, Tensor]:

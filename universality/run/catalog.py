@@ -12,7 +12,7 @@ The catalog records the SHA-256 of every weights file (``shards.sha256``) and of
 analysis file written through :meth:`RunStore.record_file` (table ``files``); loading
 checks it, and :meth:`RunStore.damage` lists what no longer matches. Catalogs written
 before these columns existed open unchanged (no checksum: not verified); the first write
-adds the missing columns.
+through a store that opened one adds the missing columns, once.
 
 The catalog itself has a backup, ``DIR/catalog.sqlite.bak``, rewritten (SQLite's backup
 API, temporary name, fsync, ``os.replace``) after every committed write, so it always holds
@@ -117,7 +117,8 @@ def provenance(device: str | torch.device, seed: int | None = None) -> dict[str,
 def population_from(cell: str, task_config: dict[str, Any], hidden: int, members: list[Member],
                     params: dict[str, torch.Tensor]) -> Population:
     """A shard's population from its cell spec, task config, size, members (P) and stacked
-    ``params [P, ...]``; :class:`RunError` when they do not fit together."""
+    ``params [P, ...]``; :class:`RunError` for an unknown cell spec, ValueError when the
+    parameters do not fit the cell, task and members."""
     task = task_from_config(task_config)
     try:
         built = cell_from_spec(cell)
@@ -364,8 +365,8 @@ class RunStore:
         # A fresh file name per save: the catalog switches to it in one transaction, so the
         # weights and the rows describing them always change together.
         file = weights_rel(shard, f"{time.time_ns():x}")
-        digest = files.save_tensors(population.params, self.layout.file(file), {
-            "cell": spec, "hidden": str(population.hidden_size), "task": population.task.name})
+        digest = files.save_tensors(population.params, {"cell": spec, "hidden": str(population.hidden_size),
+                                                        "task": population.task.name}, self.layout.file(file))
         with self._write() as db:
             old_file = db.execute("SELECT file FROM shards WHERE shard = ?", (shard,)).fetchone()
             old = [r[0] for r in db.execute("SELECT member FROM members WHERE shard = ? ORDER BY idx", (shard,))]

@@ -89,7 +89,7 @@ def metadata(data: bytes) -> dict[str, str] | None:
     return header.get("__metadata__") or {} if isinstance(header, dict) else None
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> str:
+def save_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> str:
     """Write a safetensors file atomically; return its SHA-256."""
     return write_atomic(path, encode(tensors, metadata))
 
