@@ -20,7 +20,7 @@ from .pipeline.config import PRESETS, Preset, load_preset
 from .pipeline.driver import Event, analyze_run, open_run, record_analysis, run_preset, stale_analyses, train_shard
 from .pipeline.stages import AnalysisConfig
 from .report.check import CheckError, check_cell, exit_code, load_cell
-from .report.reference import make_reference
+from .report.reference import SUMMARY, make_reference
 from .report.report import write_report
 from .report.tables import CHECK_TERMINAL, CLAIMS_TERMINAL, PASS_RATES_TERMINAL, claim_table, pass_rates, render
 from .run.cache import analysis_rows
@@ -440,7 +440,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     device = _device(args.device)
     with run_lock(args.work, args.line):
         path = make_reference(command, args.out, args.work, device, args.workers)
-    print((path / "SUMMARY.md").read_text())
+    print((path / SUMMARY).read_text())
     return 0
 
 

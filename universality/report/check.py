@@ -65,6 +65,7 @@ from ..pipeline.stages import AnalysisConfig, analysis_config, probe_states
 from ..run.cache import load_scaffolds, load_states
 from ..run.catalog import MemberRow, RunStore
 from ..run.files import RunError, jsonable
+from ..run.layout import RunLayout
 from ..scaffold import SCAFFOLDS, StoredScaffold, distance_matrix
 from ..training import DIVERGED
 from .tables import CHECK_MARKDOWN, Column, claim_table, number, render
@@ -183,15 +184,14 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
     config = analysis_config(preset)
     record_analysis(store, config)
     _contained("analysing its networks", analyze_run, store, config, device)
-    figures = store.layout.figures
-    figures.mkdir(parents=True, exist_ok=True)
+    store.layout.figures.mkdir(parents=True, exist_ok=True)
     rows: list[Claim] = []
     sections: list[str] = []
     for task in tasks:
         new, refs = _members(store, task), _members(reference, task)
         rows.append(_trainability(task, new, refs))
         rows += _criteria(task, new, refs)
-        rows += _placement(task, [n for n in new if n.row.passed], [n for n in refs if n.row.passed], figures)
+        rows += _placement(task, [n for n in new if n.row.passed], [n for n in refs if n.row.passed], store.layout)
         sections += _task_section(task, new, refs)
     _write(store, rows, sections, like_for_like(preset, reference, tasks))
     return rows
@@ -301,7 +301,7 @@ def _own_p(nearest: np.ndarray, is_new: np.ndarray, n_permutations: int = 2000) 
                                         rng=np.random.default_rng(0)).pvalue)
 
 
-def _placement(task: str, new: list[Network], refs: list[Network], figures: Path) -> list[Claim]:
+def _placement(task: str, new: list[Network], refs: list[Network], layout: RunLayout) -> list[Claim]:
     """``geometry_own`` and ``topology_among_reference`` with the placement figures."""
     if len(new) < MIN_MEMBERS or not refs:
         reason = f"needs >= {MIN_MEMBERS} passed networks of the cell and a reference (has {len(new)})"
@@ -345,7 +345,7 @@ def _placement(task: str, new: list[Network], refs: list[Network], figures: Path
         out.append(Claim(check, task, float(scores.mean()), cond, verdict, len(new), low, high,
                          {**placement, "reason": reason}))
         emb = mds(d, seed=0) if np.any(d > 0) else np.zeros((len(d), 2))
-        _plot(emb, everyone, len(refs), figures / f"{task}_{name}_placement.png", f"{task}: {name} placement")
+        _plot(emb, everyone, len(refs), layout.figure(f"{task}_{name}_placement.png"), f"{task}: {name} placement")
     return out
 
 
@@ -420,6 +420,7 @@ def _write(store: RunStore, rows: list[Claim], sections: list[str], differences:
                   f"({'; '.join(differences)}). A failure may be the training, not the architecture.", ""]
     lines += claim_table(rows, CHECK_MARKDOWN, "markdown")
     lines += ["", *sections]
-    lines += [f"![{p.stem}](figures/{p.name})" for p in sorted(layout.figures.glob("*_placement.png"))]
+    placements = sorted(layout.figures.glob("*_placement.png"))
+    lines += [f"![{p.stem}]({p.relative_to(layout.report).as_posix()})" for p in placements]
     layout.check_md.write_text("\n".join(lines) + "\n")
 

@@ -29,6 +29,8 @@ from ..run.layout import ANALYSIS, BACKUP, CATALOG, REPORT, SHARDS, RunLayout, t
 from .report import claims_section
 from .tables import number
 
+#: The export directory's parts: the kept run, its provenance and its summary.
+EXPORTED_RUN, PROVENANCE, SUMMARY = "run", "provenance.json", "SUMMARY.md"
 #: The parts of the run directory exported (probe states and fixed points are left out).
 KEPT = (CATALOG, SHARDS, f"{ANALYSIS}/scaffold", f"{ANALYSIS}/geometry", f"{ANALYSIS}/topology", REPORT)
 
@@ -51,7 +53,7 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     """Copy the kept parts of an analysed, reported run into ``out/run`` (replacing it) and
     write ``out/provenance.json`` and ``out/SUMMARY.md`` (the claims table, from the run's
     ``claims.json``)."""
-    target = out / "run"
+    target = out / EXPORTED_RUN
     staging = temporary(target)
     shutil.rmtree(staging, ignore_errors=True)
     for part in KEPT:
@@ -66,7 +68,7 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
         if damage.kind == "analysis" and damage.problem == "missing":
             kept.forget_file(staging / damage.path)
     (staging / BACKUP).unlink(missing_ok=True)  # the run's own backup is not exported
-    old_claims, old_provenance = RunLayout(target).claims_json, out / "provenance.json"
+    old_claims, old_provenance = RunLayout(target).claims_json, out / PROVENANCE
     previous = json.loads(old_claims.read_text()) if old_claims.is_file() else None
     previous_preset = json.loads(old_provenance.read_text()).get("preset") if old_provenance.is_file() else None
     shutil.rmtree(target, ignore_errors=True)
@@ -74,9 +76,9 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     store = RunStore(target)
     hashes = {s: store.shard_record(s).config_hash for s in store.shards()}
     full = {**provenance(record.device), **vars(record), "config_hashes": hashes}
-    (out / "provenance.json").write_text(json.dumps(full, indent=1, sort_keys=True))
+    (out / PROVENANCE).write_text(json.dumps(full, indent=1, sort_keys=True))
     claims = [Claim.from_dict(c) for c in json.loads(store.layout.claims_json.read_text())]
-    (out / "SUMMARY.md").write_text("\n".join(summary(record, full["date"], claims, previous, previous_preset)) + "\n")
+    (out / SUMMARY).write_text("\n".join(summary(record, full["date"], claims, previous, previous_preset)) + "\n")
     return out
 
 

@@ -111,6 +111,10 @@ class RunLayout:
     def figures(self) -> Path:
         return self.root / REPORT / FIGURES
 
+    def figure(self, name: str) -> Path:
+        """``DIR/report/figures/<name>`` (a figure's file name, e.g. ``flipflop_trajectories.png``)."""
+        return self.figures / name
+
     @property
     def report_md(self) -> Path:
         return self.report / "report.md"
