@@ -26,6 +26,7 @@ from universality.geometry import distance as geometry_distance
 from universality.population import Population
 from universality.report.figures import FigureContext
 from universality.report.figures import flipflop as flipflop_figures
+from universality.run.layout import RunLayout
 from universality.scaffold import SCAFFOLDS, distance_matrix, flipflop
 from universality.scaffold.homology import diagram_distance, fingerprint, n_long_lived, persistence
 from universality.tasks import make_task
@@ -297,10 +298,12 @@ def test_flipflop_figures_draw_the_fixed_points_and_the_functional_memory(tmp_pa
     states, _ = pop.run(pop.task.sample(4, torch.Generator().manual_seed(0)).inputs.double())
     rows = [SimpleNamespace(member=10 + i, shard="s", idx=i, arch="diagtanh", activation="tanh", hidden=3)
             for i in range(2)]
+    layout = RunLayout(tmp_path)
+    layout.figures.mkdir(parents=True)
     ctx = FigureContext("flipflop", rows, {10 + i: flipflop.SPEC.read(s.as_dict()) for i, s in enumerate(scaffolds)},
-                        lambda shard: fp, lambda shard: states, tmp_path)
+                        lambda shard: fp, lambda shard: states, layout)
     lines = flipflop_figures.figures(ctx)
-    drawn = sorted(p.name for p in tmp_path.iterdir())
+    drawn = sorted(p.name for p in layout.figures.iterdir())
     assert drawn == ["flipflop_fixed_points_diagtanh.png", "flipflop_functional_memory.png"]
     assert all(any(f"figures/{name}" in line for line in lines) for name in drawn)
 

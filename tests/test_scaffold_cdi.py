@@ -24,6 +24,7 @@ from universality.dynamics import FixedPointConfig, FixedPoints, eigendecompose,
 from universality.population import Member, Population
 from universality.report.figures import FigureContext
 from universality.report.figures import cdi as cdi_figures
+from universality.run.layout import RunLayout
 from universality.scaffold.base import StoredScaffold
 from universality.scaffold.cdi import (
     CRITERIA,
@@ -689,10 +690,12 @@ def test_modes_claim_verdicts():
 def test_figures_draw_spectra_modes_line_scores_and_the_hold_table(tmp_path):
     rows, scaffolds = rows_and_scaffolds({"vanilla": [1, 1], "gru": [3, 4]})
     scaffolds[2] = StoredScaffold(True, {**scaffolds[2].criteria, "hold": False}, scaffolds[2].numbers)
-    ctx = FigureContext("cdi", rows, scaffolds, lambda s: None, lambda s: None, tmp_path)
+    layout = RunLayout(tmp_path)
+    layout.figures.mkdir(parents=True)
+    ctx = FigureContext("cdi", rows, scaffolds, lambda s: None, lambda s: None, layout)
     lines = cdi_figures.figures(ctx)
     for name in ("cdi_spectra", "cdi_mode_curves", "cdi_line_scores"):
-        assert (tmp_path / f"{name}.png").exists() and any(f"figures/{name}.png" in line for line in lines)
+        assert layout.figure(f"{name}.png").exists() and any(f"(figures/{name}.png)" in line for line in lines)
     assert "| gru | 3.5 | 2 |" in lines and "| vanilla | 1 | 2 |" in lines
     # members 0, 1 are vanilla (kept_min 0.9, 0.8), 2, 3 gru (0.7, 0.6; member 2 does not hold)
     assert "| gru/tanh | 1/2 | 0.65 | 1 | 0.01 |" in lines and "| vanilla/tanh | 2/2 | 0.85 | 1 | 0.01 |" in lines

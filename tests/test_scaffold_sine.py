@@ -22,6 +22,7 @@ from universality.geometry import distance as geometry_distance
 from universality.population import Population
 from universality.report.figures import FigureContext
 from universality.report.figures import sine as sine_figures
+from universality.run.layout import RunLayout
 from universality.scaffold import sine
 from universality.tasks import make_task
 
@@ -482,9 +483,11 @@ def test_figures_draw_tracking_and_bias(tmp_path):
         def __init__(self, member):
             self.member, self.arch, self.activation = member, "gru", "tanh"
 
+    layout = RunLayout(tmp_path)
+    layout.figures.mkdir(parents=True)
     ctx = FigureContext("sine", [Row(0), Row(1)], {i: sine.SPEC.read(s.as_dict()) for i, s in enumerate(scaffolds)},
-                        None, None, tmp_path)
+                        None, None, layout)
     lines = sine_figures.figures(ctx)
-    assert (tmp_path / "sine_frequency_tracking.png").is_file() and (tmp_path / "sine_frequency_bias.png").is_file()
-    assert any("sine_frequency_bias.png" in line for line in lines)
-    assert sine_figures.figures(FigureContext("sine", [], {}, None, None, tmp_path)) == []
+    assert layout.figure("sine_frequency_tracking.png").is_file() and layout.figure("sine_frequency_bias.png").is_file()
+    assert "![relative frequency error vs |λ| - 1](figures/sine_frequency_bias.png)" in lines
+    assert sine_figures.figures(FigureContext("sine", [], {}, None, None, layout)) == []

@@ -250,7 +250,7 @@ def _task_figures(store: RunStore, task: str, rows: list[MemberRow], scaffolds: 
 
     passed = [r for r in rows if r.task == task and r.passed]
     ctx = fig.FigureContext(task, passed, scaffolds, lambda shard: load_fixed_points(store, shard),
-                            lambda shard: load_states(store, shard), store.layout.figures)
+                            lambda shard: load_states(store, shard), store.layout)
     lines = fig.trajectory_section(ctx)
     geo, topo = load_geometry(store, task), load_topology(store, task)
     distances = {name: mats[name].numpy() for name, mats in (("svcca", geo), ("topology", topo), ("dynamics", topo))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...scaffold.cdi import THRESHOLDS, CdiNumbers
-from .common import ARCH_COLOURS, FigureContext, colour_of, image, plt, save
+from .common import ARCH_COLOURS, FigureContext, colour_of, plt, save
 
 
 def figures(ctx: FigureContext) -> list[str]:
@@ -28,7 +28,7 @@ def figures(ctx: FigureContext) -> list[str]:
         by_arch = _curves_by_arch(passed, ctx, key)
         if by_arch:
             draw(by_arch, ctx.path(f"{name}.png"))
-            lines += [image(f"{name}.png", caption), ""]
+            lines += [ctx.image(f"{name}.png", caption), ""]
     modes: dict[str, list[float]] = defaultdict(list)
     scores: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in passed:
@@ -41,7 +41,7 @@ def figures(ctx: FigureContext) -> list[str]:
     if scores:
         line_scores({k: np.array(v) for k, v in scores.items()}, THRESHOLDS["line_pc1"], THRESHOLDS["curve_r2"],
                     ctx.path("cdi_line_scores.png"))
-        lines += [image("cdi_line_scores.png", "one-dimensionality: curve R^2 vs PC1 share"), ""]
+        lines += [ctx.image("cdi_line_scores.png", "one-dimensionality: curve R^2 vs PC1 share"), ""]
     if modes:
         lines += ["| architecture | modes for 90% of the linearised response (median) | networks |", "|---|---|---|"]
         lines += [f"| {a} | {np.median(v):g} | {len(v)} |" for a, v in sorted(modes.items())]

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ...geometry import mds  # noqa: E402
-from ...run.layout import FIGURES  # noqa: E402
+from ...run.layout import RunLayout  # noqa: E402
 
 ARCH_COLOURS = {"vanilla": "#1f77b4", "ugrnn": "#2ca02c", "gru": "#d62728", "lstm": "#9467bd"}
 ACT_COLOURS = {"tanh": "#ff7f0e", "relu": "#17becf"}
@@ -34,27 +34,26 @@ class FigureContext:
     (``member``, ``shard``, ``idx``, ``arch``, ``activation``, ``hidden``), their stored
     scaffolds by member id (:class:`~universality.scaffold.StoredScaffold`), loaders by
     shard name (``fixed_points``: its ``FixedPoints``; ``states``: probe states
-    ``[P, B, T, S]``) and the ``folder`` to draw into."""
+    ``[P, B, T, S]``) and the run's ``layout``, whose figure folder it draws into."""
 
     task: str
     passed: Sequence[Any]
     scaffolds: Mapping[int, Any]
     fixed_points: Callable[[str], Any]
     states: Callable[[str], Any]
-    folder: Path
+    layout: RunLayout
 
     def path(self, name: str) -> Path:
         """Where the figure file ``name`` is drawn."""
-        return self.folder / name
+        return self.layout.figure(name)
+
+    def image(self, name: str, caption: str) -> str:
+        """The report's Markdown image line of figure file ``name`` (a link relative to the report)."""
+        return f"![{caption}]({self.path(name).relative_to(self.layout.report).as_posix()})"
 
 
 #: A task's figure hook: draws its figures, returns the report's Markdown lines.
 FigureHook = Callable[[FigureContext], list[str]]
-
-
-def image(name: str, caption: str) -> str:
-    """The Markdown image line of figure file ``name``, relative to the report."""
-    return f"![{caption}]({FIGURES}/{name})"
 
 
 def colour_of(table: Mapping[str, str], label: str) -> str:
@@ -122,7 +121,7 @@ def trajectory_section(ctx: FigureContext) -> list[str]:
         return []
     name = f"{ctx.task}_trajectories.png"
     trajectories(panels, ctx.path(name), f"{ctx.task}: hidden states, 2-D PCA")
-    return [image(name, f"{ctx.task} trajectories"), ""]
+    return [ctx.image(name, f"{ctx.task} trajectories"), ""]
 
 
 def mds_section(ctx: FigureContext, members: Sequence[int], distances: Mapping[str, np.ndarray]) -> list[str]:
@@ -141,5 +140,5 @@ def mds_section(ctx: FigureContext, members: Sequence[int], distances: Mapping[s
         emb = mds(d + 0.0, seed=0) if np.any(d > 0) else np.zeros((len(keep), 2))
         file = f"{ctx.task}_mds_{name}.png"
         mds_by_label(emb, archs, acts, ctx.path(file), f"{ctx.task} {name} MDS")
-        lines += [image(file, f"{ctx.task} {name} MDS"), ""]
+        lines += [ctx.image(file, f"{ctx.task} {name} MDS"), ""]
     return lines

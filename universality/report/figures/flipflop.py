@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ARCH_COLOURS, INDEX_COLOURS, FigureContext, colour_of, image, pca_basis, plt, save
+from .common import ARCH_COLOURS, INDEX_COLOURS, FigureContext, colour_of, pca_basis, plt, save
 
 
 def figures(ctx: FigureContext) -> list[str]:
@@ -25,7 +25,7 @@ def figures(ctx: FigureContext) -> list[str]:
         name = f"flipflop_fixed_points_{arch}.png"
         fixed_points_pca(cloud, member["points"], member["index"], ctx.path(name),
                          f"{arch}/{r.activation} member {r.member}: fixed points by # unstable dims")
-        lines += [image(name, f"fixed points {arch}")]
+        lines += [ctx.image(name, f"fixed points {arch}")]
     lines += [""]
     groups: dict[str, list[tuple[int, float]]] = {}
     hold, n_patterns = None, None
@@ -39,7 +39,7 @@ def figures(ctx: FigureContext) -> list[str]:
         name = "flipflop_functional_memory.png"
         functional_memory({g: np.array(v, dtype=np.float64) for g, v in sorted(groups.items())}, n_patterns, hold,
                           ctx.path(name))
-        lines += [image(name, "functional memory: patterns held and escape time"), ""]
+        lines += [ctx.image(name, "functional memory: patterns held and escape time"), ""]
     return lines
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ARCH_COLOURS, FigureContext, colour_of, image, plt, save
+from .common import ARCH_COLOURS, FigureContext, colour_of, plt, save
 
 
 def figures(ctx: FigureContext) -> list[str]:
@@ -35,8 +35,8 @@ def figures(ctx: FigureContext) -> list[str]:
         slopes[r.arch].append(float(numbers.bias_slope))
     frequency_tracking(target, {k: np.stack(v) for k, v in curves.items()}, ctx.path("sine_frequency_tracking.png"))
     frequency_bias({a: np.concatenate(v, axis=1) for a, v in points.items()}, ctx.path("sine_frequency_bias.png"))
-    lines = [image("sine_frequency_tracking.png", "linearised vs target frequency"), "",
-             image("sine_frequency_bias.png", "relative frequency error vs |λ| - 1"), "",
+    lines = [ctx.image("sine_frequency_tracking.png", "linearised vs target frequency"), "",
+             ctx.image("sine_frequency_bias.png", "relative frequency error vs |λ| - 1"), "",
              "| architecture | networks | median bias slope (relative error per unit of \\|λ\\| - 1) |",
              "|---|---|---|"]
     for arch, values in sorted(slopes.items()):
