@@ -22,7 +22,7 @@ from .pipeline.stages import AnalysisConfig
 from .report.check import CheckError, check_cell, exit_code, load_cell
 from .report.reference import SUMMARY, make_reference
 from .report.report import write_report
-from .report.tables import CHECK_TERMINAL, CLAIMS_TERMINAL, PASS_RATES_TERMINAL, claim_table, pass_rates, render
+from .report.tables import CHECK_TERMINAL, CLAIMS_TERMINAL, PASS_RATES_TERMINAL, Column, claim_table, pass_rates, render
 from .run.cache import analysis_rows
 from .run.catalog import CatalogError, MemberRow, RunStore, catalog_problem, package_version
 from .run.files import RunError
@@ -336,15 +336,37 @@ def cmd_members(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``members``' table.
+MEMBER_COLUMNS: tuple[Column[MemberRow], ...] = (
+    Column("member", lambda r: str(r.member), 6, right=True),
+    Column("task", lambda r: r.task, 9),
+    Column("arch", lambda r: r.arch, 8),
+    Column("act", lambda r: r.activation, 5),
+    Column("hidden", lambda r: str(r.hidden), 6, right=True),
+    Column("l2", lambda r: f"{r.l2:.1g}", 8, right=True),
+    Column("seed", lambda r: str(r.seed), 5, right=True),
+    Column("status", lambda r: r.status, 9),
+    Column("loss", lambda r: "nan" if r.loss is None else f"{r.loss:.3g}", 10, right=True),
+    Column("score", lambda r: "nan" if r.score is None else f"{r.score:.4f}", 8, right=True),
+    Column("restarts", lambda r: str(r.restarts), 8, right=True),
+    Column("passed", lambda r: str(r.passed)),
+)
+
+#: ``analyze``'s table over :func:`~universality.run.cache.analysis_rows`.
+ANALYSIS_COLUMNS: tuple[Column[dict[str, Any]], ...] = (
+    Column("member", lambda r: str(r["member"]), 6, right=True),
+    Column("shard", lambda r: r["shard"], 28),
+    Column("passed", lambda r: str(r["passed"]), 6),
+    Column("points", lambda r: str(r["fixed_points"]["count"]), 6, right=True),
+    Column("stable", lambda r: str(r["fixed_points"]["stable"]), 6, right=True),
+    Column("indices", lambda r: ",".join(f"{k}:{v}" for k, v in sorted(r["fixed_points"]["index_counts"].items())),
+           24),
+    Column("max_residual", lambda r: f"{r['fixed_points']['max_residual']:.1e}"),
+)
+
+
 def print_members(rows: list[MemberRow]) -> None:
-    header = f"{'member':>6} {'task':9} {'arch':8} {'act':5} {'hidden':>6} {'l2':>8} {'seed':>5} " \
-             f"{'status':9} {'loss':>10} {'score':>8} {'restarts':>8} passed"
-    print(header)
-    for r in rows:
-        loss = "nan" if r.loss is None else f"{r.loss:.3g}"
-        score = "nan" if r.score is None else f"{r.score:.4f}"
-        print(f"{r.member:>6} {r.task:9} {r.arch:8} {r.activation:5} {r.hidden:>6} "
-              f"{r.l2:>8.1g} {r.seed:>5} {r.status:9} {loss:>10} {score:>8} {r.restarts:>8} {r.passed}")
+    print("\n".join(render(MEMBER_COLUMNS, rows, "terminal")))
 
 
 def print_pass_rates(rows: list[MemberRow]) -> None:
@@ -398,12 +420,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'member':>6} {'shard':28} {'passed':6} {'points':>6} {'stable':>6} {'indices':24} max_residual")
-    for r in rows:
-        fp = r["fixed_points"]
-        indices = ",".join(f"{k}:{v}" for k, v in sorted(fp["index_counts"].items()))
-        print(f"{r['member']:>6} {r['shard']:28} {r['passed']!s:6} {fp['count']:>6} {fp['stable']:>6} "
-              f"{indices:24} {fp['max_residual']:.1e}")
+    print("\n".join(render(ANALYSIS_COLUMNS, rows, "terminal")))
     return 0
 
 
