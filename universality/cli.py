@@ -1,4 +1,4 @@
-"""Command line: ``universality run | train | analyze | report | check | reference | members``."""
+"""Command line: ``universality run | train | analyze | report | check | reference | members | verify``."""
 
 from __future__ import annotations
 

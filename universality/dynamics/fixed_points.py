@@ -12,8 +12,9 @@ other cells through autodiff of their step.
 
 Each candidate ends ``fixed`` (max-norm residual <= ``tol_fixed``), ``slow``
 (q <= ``tol_slow``) or ``unconverged``. Kept points are deduplicated per member and
-condition (greedy, best residual first, max-norm distance < ``tol_unique``) with batched
-distance matrices, then linearised: Jacobians, eigen-decomposition, stability index.
+condition (greedy, best residual first, max-norm distance < ``tol_unique``; one pass per
+representative, no distance matrix: :func:`deduplicate`), then linearised: Jacobians,
+eigen-decomposition, stability index.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The cell is trained on each task at each of a preset's hidden sizes with its settings (by
 default the reference's own, so the comparison is like for like) and analysed by the
 pipeline exactly as the reference populations (:mod:`universality.pipeline.driver`), and
-judged per task, each row a :class:`~universality.verdicts.Claim` with a verdict and a
+judged per task, each row a :class:`~universality.claims.Claim` with a verdict and a
 reason (``detail["reason"]``):
 
 * ``trainability``: passed / trained against the reference architectures' pooled rate
@@ -285,7 +285,7 @@ def _criteria(task: str, new: list[Network], refs: list[Network]) -> list[Claim]
 
 def _own_nearest(nearest: np.ndarray, is_new: np.ndarray) -> np.ndarray:
     """Per new network, the fraction of its nearest other networks (ties by expectation)
-    that are new: ``nearest [N, N]`` (:func:`~universality.compare.nearest_neighbours`),
+    that are new: ``nearest [N, N]`` (:func:`~universality.geometry.nearest_neighbours`),
     ``is_new [N]`` bool -> ``[n_new]``."""
     return (nearest & is_new[None, :]).sum(1)[is_new] / nearest.sum(1)[is_new]
 
