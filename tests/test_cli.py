@@ -148,10 +148,12 @@ def test_report_refuses_analyses_of_other_weights(tmp_path, capsys):
 
 def test_ctrl_c_is_one_line_exit_130_and_leaves_no_worker(tmp_path):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) during a run with two
-    worker processes: one line, exit 130, and no worker outlives the driver. The workers
-    block SIGINT from their first instant (none can print a traceback of its own)."""
+    worker processes and more shards queued behind them: one line, exit 130, and no worker
+    outlives the driver. The workers block SIGINT from their first instant (none can print
+    a traceback of its own), and the queued jobs the driver cancels do not make the pool
+    print one either."""
     preset = tmp_path / "long.toml"  # never ends by itself
-    preset.write_text(TINY.replace('archs = ["gru"]', 'archs = ["gru", "vanilla"]')
+    preset.write_text(TINY.replace('archs = ["gru"]', 'archs = ["gru", "vanilla", "lstm", "ugrnn"]')
                       .replace("steps = 40", "steps = 100000\nmin_steps = 100000"))
     proc = subprocess.Popen([sys.executable, "-m", "universality", "run", "--preset", str(preset), "--out",
                              str(tmp_path / "run"), "--workers", "2"], stderr=subprocess.PIPE, text=True,

@@ -17,6 +17,7 @@ alone writes the run whichever backend runs them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import multiprocessing
@@ -25,7 +26,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor
 from typing import Any, Protocol
 
 import torch
@@ -65,6 +66,14 @@ class InlineBackend:
         return future
 
 
+def _ignore_cancelled_job_race(hook: Callable[[threading.ExceptHookArgs], Any], args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook`` that drops the InvalidStateError a Python < 3.12 process
+    pool's manager thread raises for a cancelled job (:meth:`LocalBackend.__exit__`)."""
+    if args.exc_type is InvalidStateError:
+        return
+    hook(args)
+
+
 class LocalBackend:
     """``workers`` single-threaded spawned processes on this machine.
 
@@ -88,14 +97,24 @@ class LocalBackend:
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         assert self._pool is not None
-        if exc_type is not None:
+        if exc_type is None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # Python < 3.12: the pool's manager thread, finding its workers terminated, sets an
+        # exception on every queued job, including those the driver cancelled, and prints
+        # the InvalidStateError that raises (fixed upstream in 3.12). Nothing is lost by it.
+        hook = threading.excepthook
+        threading.excepthook = functools.partial(_ignore_cancelled_job_race, hook)
+        try:
             # no public way to stop running jobs before Python 3.14's terminate_workers()
             processes = list((getattr(self._pool, "_processes", None) or {}).values())
             for process in processes:
                 process.terminate()
             for process in processes:
                 process.join()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            threading.excepthook = hook
 
     def submit(self, fn: Callable[[Any], Any], job: Any) -> Future[Any]:
         assert self._pool is not None, "use LocalBackend as a context manager"
