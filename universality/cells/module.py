@@ -10,6 +10,12 @@ The protocol for a user cell (document of record; README repeats it):
 Member parameters are stacked with ``torch.func.stack_module_state`` and the step
 is ``vmap(functional_call(...))`` over the population axis, so every analysis
 (training, fixed points, Jacobians) works unchanged.
+
+A sequence (:meth:`ModuleCell.scan`, what training and running use) enters ``vmap`` and
+``functional_call`` once for all its steps, not once per step: the same operations on the
+same tensors, so the same numbers bit for bit as stepping :meth:`ModuleCell.recur`, without
+the per-step cost of swapping the members' parameters into the module and wrapping every
+input (docs/performance.md, "User cells").
 """
 
 from __future__ import annotations
@@ -20,7 +26,24 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from . import fused
 from .base import Cell, Params
+
+
+class _Sequence(nn.Module):
+    """The user's module stepped over a sequence: ``drive [T, B, D], state [B, S] ->
+    states [T, B, S]`` (parameters are the user module's, under the prefix ``cell.``)."""
+
+    def __init__(self, cell: nn.Module) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, drive: Tensor, state: Tensor) -> Tensor:
+        states = []
+        for d in drive.unbind(0):
+            state = self.cell(d, state)
+            states.append(state)
+        return torch.stack(states)
 
 
 class ModuleCell(Cell):
@@ -32,6 +55,7 @@ class ModuleCell(Cell):
         self.activation = "custom"
         self._template: nn.Module | None = None
         self._sizes: tuple[int, int] | None = None
+        self._sequence: _Sequence | None = None  # wraps _template (see scan)
 
     def __repr__(self) -> str:
         return f"ModuleCell({self.arch})"
@@ -46,6 +70,7 @@ class ModuleCell(Cell):
         if self._template is None or self._sizes != (input_size, hidden_size):
             self._template = module
             self._sizes = (input_size, hidden_size)
+            self._sequence = None
         return module
 
     def state_size(self, hidden_size: int) -> int:
@@ -78,4 +103,20 @@ class ModuleCell(Cell):
             return functional_call(template, p, (x, h))
 
         out: Tensor = vmap(one)(params, drive, state)
+        return out
+
+    def scan(self, params: Params, x: Tensor, state: Tensor, workspace: fused.Workspace | None = None) -> Tensor:
+        """:meth:`Cell.scan_stepwise`'s result, bit for bit, with one ``vmap`` of one
+        ``functional_call`` around the whole sequence instead of one per step."""
+        if self._template is None:
+            raise RuntimeError(f"{self.arch}: call init_params before stepping the cell")
+        if self._sequence is None or self._sequence.cell is not self._template:
+            self._sequence = _Sequence(self._template)
+        sequence = self._sequence
+        prefixed = {f"cell.{name}": value for name, value in params.items()}
+
+        def one(p: Params, xs: Tensor, h: Tensor) -> Tensor:
+            return functional_call(sequence, p, (xs, h))
+
+        out: Tensor = vmap(one)(prefixed, self.drive(params, x), state)
         return out
