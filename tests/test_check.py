@@ -304,3 +304,44 @@ def test_every_hidden_size_of_the_preset_is_trained_and_judged(setup, tmp_path, 
     trainability = {(r["group"], r["claim"]): r for r in json.loads((out / "report" / "check.json").read_text())}
     assert trainability[("flipflop", "trainability")]["n"] == 2  # one network of each size
     assert "hidden 6/8 vs the reference's [16]" in (out / "report" / "check.md").read_text()
+
+
+def test_rounds_stop_once_trainability_is_decided(setup, monkeypatch, capsys):
+    # examples/linear_rnn.py cannot learn the flip-flop: 0/16 in round 1 against the reference's
+    # 8/8 is a fail that round 2 cannot undo (even 16/32 would give p < 0.01), so it is not trained
+    from universality.claims.verdicts import ALPHA, fisher_lower_p
+
+    reference = RunStore(setup / "reference").members()
+    k_ref, n_ref = sum(r.passed for r in reference), len(reference)
+    assert fisher_lower_p(16, 32, k_ref, n_ref) < ALPHA, f"premise: the reference passed {k_ref}/{n_ref}"
+    preset = setup / "rounds.toml"
+    preset.write_text(PRESET.replace("seeds = 4", "seeds = 16\nmin_passed = 16\nmax_rounds = 2")
+                      .replace("steps = 400", "steps = 20").replace("fixed_point_candidates = 256",
+                                                                     "fixed_point_candidates = 32"))
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    capsys.readouterr()
+    code = main(["check", "examples.linear_rnn:LinearRNN", "--preset", str(preset),
+                 "--reference", str(setup / "reference"), "--out", str(setup / "linear-rounds")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    train = rows_of(setup, "linear-rounds")[("flipflop", "trainability")]
+    assert train["verdict"] == "fail" and train["n"] == 16, out  # one round of 16, not two
+    stopped = train["detail"]["stopped_early"]
+    assert stopped.startswith(f"stopped after round 1 of 2: trainability already decided (0/16 against the "
+                              f"reference's {k_ref / n_ref:.0%}, p = "), stopped
+    assert stopped in train["detail"]["reason"] and "stopped after round 1" in out
+    assert "stopped after round 1" in (setup / "linear-rounds" / "report" / "check.md").read_text()
+
+
+def test_trainability_is_decided_only_when_no_later_round_can_change_it():
+    from universality.pipeline.config import PRESETS, Preset
+    from universality.report.check import trainability_decided
+
+    reference = PRESETS["reference"]  # rounds of 16, up to 3, while fewer than 16 passed
+    p = trainability_decided(reference, 1, 0, 16, 127, 128)
+    assert p is not None and p < 1e-10  # 0/16 against 127/128: even 32/48 would fail
+    assert trainability_decided(reference, 1, 14, 16, 127, 128) is None  # round 2 could reach 30/32
+    small = Preset(name="small", seeds=4, min_passed=4, max_rounds=2)
+    assert trainability_decided(small, 1, 0, 4, 8, 8) is None  # 4/8 against 8/8 is not significant
+    assert trainability_decided(small, 2, 0, 8, 8, 8) is not None  # no round left: the verdict stands
+    assert trainability_decided(small, 1, 0, 4, 0, 0) is None  # nothing to compare with

@@ -37,6 +37,7 @@ from .stages import (
     Analysed,
     AnalysisConfig,
     AnalysisJob,
+    Settled,
     TaskJob,
     TrainedShard,
     TrainJob,
@@ -99,10 +100,11 @@ def write_analysed(store: RunStore, analysed: Analysed) -> None:
 
 
 def train_shard(store: RunStore, preset: Preset, shard: Shard, device: torch.device,
-                progress: Progress | None = None, cell: Cell | None = None) -> tuple[Population, TrainResult]:
+                progress: Progress | None = None, cell: Cell | None = None,
+                settled: Settled | None = None) -> tuple[Population, TrainResult]:
     """Train one shard in this process (``cell``: instead of the built-in one the shard
-    names) and save it in ``store``."""
-    pop, result, config = train_population(preset, shard, device, progress, cell)
+    names; ``settled``: see :func:`~.stages.train_population`) and save it in ``store``."""
+    pop, result, config = train_population(preset, shard, device, progress, cell, settled)
     store.save_population(shard.name, pop, config, result, device=device)
     return pop, result
 

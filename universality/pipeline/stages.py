@@ -35,6 +35,7 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -101,6 +102,11 @@ def train_config(preset: Preset) -> TrainConfig:
                        min_steps=preset.min_steps, confirm=preset.confirm)
 
 
+#: ``settled(round_, passed, trained)``: whether round ``round_`` and later ones can change
+#: nothing that matters, after ``passed`` of ``trained`` members passed (see train_population).
+Settled = Callable[[int, int, int], bool]
+
+
 def another_round(preset: Preset, round_: int, passed: int) -> bool:
     """Whether a shard trains round ``round_`` (0, 1, ...) when ``passed`` members of its
     earlier rounds passed: the first always, more while fewer than ``min_passed`` passed."""
@@ -108,18 +114,24 @@ def another_round(preset: Preset, round_: int, passed: int) -> bool:
 
 
 def train_population(preset: Preset, shard: Shard, device: torch.device, progress: Progress | None = None,
-                     cell: Cell | None = None) -> tuple[Population, TrainResult, dict[str, Any]]:
+                     cell: Cell | None = None, settled: Settled | None = None,
+                     ) -> tuple[Population, TrainResult, dict[str, Any]]:
     """Train one shard of ``preset`` (members: l2 x seeds, plus further rounds of fresh
     seeds while fewer than ``preset.min_passed`` passed); ``cell`` overrides the built-in
-    cell named by the shard (e.g. a user's ModuleCell). Returns the population (params
-    ``[P, ...]``), its per-member result and the train config to record."""
+    cell named by the shard (e.g. a user's ModuleCell). ``settled(round_, passed, trained)``
+    (``check`` only; None: never) is asked before each further round and ends the rounds
+    when it returns True. Returns the population (params ``[P, ...]``), its per-member
+    result and the train config to record."""
     task = preset.task(shard.task)
     config = train_config(preset)
     cell = cell or make_cell(shard.arch, shard.activation)
     pops: list[Population] = []
     results: list[TrainResult] = []
     for round_ in range(preset.max_rounds):
-        if not another_round(preset, round_, sum(sum(r.passed) for r in results)):
+        passed = sum(sum(r.passed) for r in results)
+        if not another_round(preset, round_, passed):
+            break
+        if round_ > 0 and settled is not None and settled(round_, passed, sum(len(r.passed) for r in results)):
             break
         seeds, l2s = preset.round_members(round_)
         pop = Population.create(cell, task, shard.hidden, seeds, l2=l2s, lr=preset.lr, device=device)

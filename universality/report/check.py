@@ -17,6 +17,12 @@ reason (``detail["reason"]``):
   (the rate at which a new network's topology nearest neighbour is new, at most chance +
   0.15, as the topology claim).
 
+Rounds stop early once trainability is decided: where a task is checked at one hidden size,
+a further round of seeds (``min_passed``, ``max_rounds``) is not trained when every outcome
+of it and the rounds after it would leave the trainability row a ``fail``
+(:func:`trainability_decided`); the row's reason says so. A cell that passes 0/16 in the
+first round against the reference's ~100% is not trained twice more to say the same.
+
 Two-sample rows: ``fail`` when the cell's rate is significantly lower (p < ALPHA);
 ``pass`` when it is not and the sample could have shown it (zero of the cell's networks
 would have been significant); ``inconclusive`` otherwise, or with no passed networks.
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
 import os
 import sys
@@ -61,7 +68,7 @@ from ..claims.verdicts import (
 from ..geometry import mds, nearest_neighbours, pairwise_distances, svcca_k
 from ..pipeline.config import Preset, Shard
 from ..pipeline.driver import analyze_run, record_analysis, train_shard
-from ..pipeline.stages import AnalysisConfig, analysis_config, probe_states
+from ..pipeline.stages import AnalysisConfig, Settled, analysis_config, another_round, probe_states
 from ..run.cache import load_scaffolds, load_states
 from ..run.catalog import MemberRow, RunStore
 from ..run.files import RunError, jsonable
@@ -75,6 +82,8 @@ PROTOCOL = (
     "nn.Module whose forward(x [B, I], state [B, S]) returns the new state [B, S]; an optional int "
     "attribute state_size (default hidden_size); the readout reads the first hidden_size state entries"
 )
+log = logging.getLogger(__name__)
+
 #: Exit codes of ``universality check``.
 EXIT = {"pass": 0, "fail": 1, "bad input": 2, "inconclusive": 3}
 
@@ -180,7 +189,8 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
     device = torch.device(device)
     for shard in cell_shards(cell, preset, tasks):
         if shard.name not in store.shards():
-            _contained(f"training on {shard.task}", train_shard, store, preset, shard, device, cell=cell)
+            _contained(f"training on {shard.task}", train_shard, store, preset, shard, device, cell=cell,
+                       settled=_settled(preset, reference, shard.task))
     config = analysis_config(preset)
     record_analysis(store, config)
     _contained("analysing its networks", analyze_run, store, config, device)
@@ -189,12 +199,78 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
     sections: list[str] = []
     for task in tasks:
         new, refs = _members(store, task), _members(reference, task)
-        rows.append(_trainability(task, new, refs))
+        rows.append(_trainability(task, new, refs, _stopped_early(preset, new, refs)))
         rows += _criteria(task, new, refs)
         rows += _placement(task, [n for n in new if n.row.passed], [n for n in refs if n.row.passed], store.layout)
         sections += _task_section(task, new, refs)
     _write(store, rows, sections, like_for_like(preset, reference, tasks))
     return rows
+
+
+# --------------------------------------------------------------------------- rounds
+def trainability_decided(preset: Preset, round_: int, k_new: int, n_new: int, k_ref: int, n_ref: int) -> float | None:
+    """The trainability p-value of ``k_new / n_new`` passed against the reference's
+    ``k_ref / n_ref`` when round ``round_`` (0-based) and the ones after it cannot change the
+    row's ``fail``: every number of passes they could add, under the rounds' rule
+    (:func:`~universality.pipeline.stages.another_round`, ``max_rounds`` rounds of
+    ``l2 x seeds``), still gives Fisher p < ALPHA. None when the verdict is still open."""
+    if n_ref == 0 or n_new == 0:
+        return None
+    size = len(preset.l2) * preset.seeds
+    outcomes, frontier = set(), {(k_new, n_new)}
+    for r in range(round_, preset.max_rounds):
+        grown = set()
+        for k, n in frontier:
+            if another_round(preset, r, k):
+                grown |= {(k + j, n + size) for j in range(size + 1)}
+            else:
+                outcomes.add((k, n))
+        frontier = grown
+    outcomes |= frontier
+    # Fisher's lower-tail p grows with k at fixed n: the most passes per n decide
+    worst: dict[int, int] = {}
+    for k, n in outcomes:
+        worst[n] = max(k, worst.get(n, k))
+    if any(fisher_lower_p(k, n, k_ref, n_ref) >= ALPHA for n, k in worst.items()):
+        return None
+    return fisher_lower_p(k_new, n_new, k_ref, n_ref)
+
+
+def _settled(preset: Preset, reference: RunStore, task: str) -> Settled | None:
+    """The check's early stop for ``task``'s shard (:func:`trainability_decided` against the
+    reference's pooled rate), or None where the task is checked at several hidden sizes (the
+    row pools their shards, so one shard alone cannot decide it)."""
+    if len(preset.hidden) != 1:
+        return None
+    refs = [r for r in reference.members() if r.task == task]
+    k_ref, n_ref = sum(r.passed for r in refs), len(refs)
+
+    def settled(round_: int, passed: int, trained: int) -> bool:
+        p = trainability_decided(preset, round_, passed, trained, k_ref, n_ref)
+        if p is not None:
+            log.info("%s: stopped after round %d: trainability already decided (%d/%d, p = %.2g)",
+                     task, round_, passed, trained, p)
+        return p is not None
+
+    return settled
+
+
+def _stopped_early(preset: Preset, new: list[Network], refs: list[Network]) -> str | None:
+    """Why the task's rounds stopped before the rounds' rule would have (as :func:`_settled`
+    decided it in training), or None where they did not."""
+    size, k_new, n_new = len(preset.l2) * preset.seeds, sum(n.row.passed for n in new), len(new)
+    if len(preset.hidden) != 1 or size == 0 or n_new % size or n_new // size >= preset.max_rounds:
+        return None
+    rounds = n_new // size
+    if not another_round(preset, rounds, k_new):
+        return None
+    k_ref, n_ref = sum(n.row.passed for n in refs), len(refs)
+    p = trainability_decided(preset, rounds, k_new, n_new, k_ref, n_ref)
+    if p is None:
+        return None
+    return (f"stopped after round {rounds} of {preset.max_rounds}: trainability already decided ({k_new}/{n_new} "
+            f"against the reference's {k_ref / n_ref:.0%}, p = {p:.2g}; no outcome of the remaining rounds "
+            f"could reach p >= {ALPHA})")
 
 
 def _contained(step: str, run: Callable[..., object], *args: Any, **kwargs: Any) -> None:
@@ -253,15 +329,20 @@ def _rate_row(check: str, task: str, k_new: int, n_new: int, k_ref: int, n_ref: 
                  {**detail, "reference_rate": ref_rate, "p_value": p, "reason": reason})
 
 
-def _trainability(task: str, new: list[Network], refs: list[Network]) -> Claim:
-    """Passed / trained (diverged included) against the reference's pooled rate."""
+def _trainability(task: str, new: list[Network], refs: list[Network], stopped: str | None = None) -> Claim:
+    """Passed / trained (diverged included) against the reference's pooled rate; ``stopped``:
+    why the rounds stopped early (:func:`_stopped_early`), added to the reason."""
     scores = [n.row.score for n in new if n.row.score is not None]
     archs = sorted({n.row.arch for n in refs})
     by_arch = {a: f"{sum(n.row.passed for n in refs if n.row.arch == a)}/{sum(n.row.arch == a for n in refs)}"
                for a in archs}
     detail = {"scores": scores, "statuses": [n.row.status for n in new], "reference_by_arch": by_arch}
-    return _rate_row("trainability", task, sum(n.row.passed for n in new), len(new),
-                     sum(n.row.passed for n in refs), len(refs), "the task was learned", detail)
+    row = _rate_row("trainability", task, sum(n.row.passed for n in new), len(new),
+                    sum(n.row.passed for n in refs), len(refs), "the task was learned", detail)
+    if stopped is not None:
+        row.detail["stopped_early"] = stopped
+        row.detail["reason"] = f"{row.detail['reason']}; {stopped}"
+    return row
 
 
 def _criteria(task: str, new: list[Network], refs: list[Network]) -> list[Claim]:
