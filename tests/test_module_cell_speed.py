@@ -5,25 +5,11 @@ equals its own plain ``nn.Module`` run in a loop."""
 import torch
 from torch import nn
 
+from examples.leaky_rnn import LeakyRNN as Leaky
 from universality.cells import ModuleCell
 from universality.population import Population
 from universality.tasks import make_task
 from universality.training import TrainConfig, train
-
-
-class Leaky(nn.Module):
-    """examples/leaky_rnn.py's cell."""
-
-    alpha = 0.5
-
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        self.inp = nn.Linear(input_size, hidden_size)
-        self.rec = nn.Linear(hidden_size, hidden_size, bias=False)
-        nn.init.orthogonal_(self.rec.weight, gain=0.9)
-
-    def forward(self, x, h):
-        return (1 - self.alpha) * h + self.alpha * torch.tanh(self.inp(x) + self.rec(h))
 
 
 class TwoPart(nn.Module):

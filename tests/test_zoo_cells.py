@@ -4,29 +4,22 @@ wrong implementation would break, and each cell run through the project as a use
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch.func import jacrev
 
+from examples.zoo import ZOO
+from examples.zoo.antisymmetric import AntisymmetricRNN
+from examples.zoo.cornn import CoRNN
+from examples.zoo.ctrnn import CTRNN01, CTRNN02
+from examples.zoo.lipschitz import LipschitzRNN
+from examples.zoo.lru import LRU, R_MAX, R_MIN
+from examples.zoo.minlstm import MinLSTM
+from examples.zoo.selective_ssm import DT_MAX, DT_MIN, SelectiveSSM
 from universality import Population, TrainConfig, make_task, train
 from universality.cells import ModuleCell, cell_from_spec, cell_spec
 from universality.dynamics import step_jacobians
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `examples` is importable from the repository root (as for `universality check`)
-    sys.path.insert(0, str(ROOT))
-
-from examples.zoo import ZOO  # noqa: E402
-from examples.zoo.antisymmetric import AntisymmetricRNN  # noqa: E402
-from examples.zoo.cornn import CoRNN  # noqa: E402
-from examples.zoo.ctrnn import CTRNN01, CTRNN02  # noqa: E402
-from examples.zoo.lipschitz import LipschitzRNN  # noqa: E402
-from examples.zoo.lru import LRU, R_MAX, R_MIN  # noqa: E402
-from examples.zoo.minlstm import MinLSTM  # noqa: E402
-from examples.zoo.selective_ssm import DT_MAX, DT_MIN, SelectiveSSM  # noqa: E402
 
 N_IN, H = 3, 6
 
