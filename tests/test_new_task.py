@@ -73,8 +73,15 @@ class EchoScaffold(ScaffoldSpec):
     task = "echo"
     criteria = (Criterion("rests", "One stable fixed point at zero input.", "An echo keeps nothing."),)
     numbers = EchoNumbers
+    universal_kind = "rests"
     compute = staticmethod(compute)
     distance = staticmethod(l1_distance)
+
+    def classify(self, scaffold):
+        n = scaffold.numbers.n_stable
+        if scaffold.canonical:
+            return "rests", "one resting state at zero input"
+        return ("no_rest", "no stable state at zero input") if n == 0 else ("several_rests", f"{n} stable states")
 
 
 SPEC = EchoScaffold()

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the scaffold and topology files' content: part of their cache key, so that
 #: files written by an older scaffold definition are recomputed, not misread.
-SCAFFOLD_FORMAT = 5
+SCAFFOLD_FORMAT = 6
 
 
 @dataclass(frozen=True)

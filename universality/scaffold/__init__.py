@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import cdi, flipflop, sine
 from .base import Criterion as Criterion
+from .base import Outcome as Outcome
 from .base import Scaffold as Scaffold
 from .base import ScaffoldSpec as ScaffoldSpec
 from .base import StoredScaffold as StoredScaffold

@@ -21,7 +21,11 @@ registered in ``universality.scaffold.SCAFFOLDS``), which owns:
   figures read); :meth:`ScaffoldSpec.read` turns a member's stored numbers into a
   :class:`StoredScaffold` and refuses numbers whose criteria or fields are not the spec's;
 * whether it reads slow points (``slow_points``: the analysis then keeps them in the
-  stored fixed points, e.g. the flip-flop's slow-point memories).
+  stored fixed points, e.g. the flip-flop's slow-point memories);
+* **what scaffold a network has, in words** (:meth:`ScaffoldSpec.classify`: a kind label
+  and a phrase from a member's typed numbers; the ``universal_kind`` is exactly the
+  canonical members, the other kinds say why a member is not canonical) and
+  :meth:`ScaffoldSpec.describe`, the :class:`Outcome` of a group (``universality check``).
 
 It writes no report: a task's figures live in ``universality.report.figures`` and its own
 claims beyond the rates in ``universality.claims.rules``.
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -113,6 +118,23 @@ class StoredScaffold:
         return self.criteria[criterion]
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a group of networks' scaffold is: the most common ``kind`` (ties: the universal
+    kind first, then alphabetical), whether it is the task's ``universal`` (canonical)
+    scaffold, ``count`` of ``n`` networks of that kind, every kind -> count (``kinds``) and
+    one sentence ``reason`` (the kind's phrase with the count, e.g. "memories held on a
+    3-dimensional continuum of marginally stable states (neutral dimension 3), not 8 isolated
+    attractors (12/16 networks)")."""
+
+    kind: str
+    universal: bool
+    count: int
+    n: int
+    kinds: dict[str, int]
+    reason: str
+
+
 class ScaffoldSpec(ABC):
     """How one task's scaffold is computed, compared, judged and read back (module
     docstring). Subclass once per task, setting the class attributes and the static
@@ -126,11 +148,15 @@ class ScaffoldSpec(ABC):
     #: Key of the task's rate claim (default ``<task>_scaffold``).
     claim: ClassVar[str] = ""
     slow_points: ClassVar[bool] = False
+    #: The kind label :meth:`classify` gives exactly the canonical members.
+    universal_kind: ClassVar[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not any(c.headline for c in cls.criteria):
             raise ValueError(f"scaffold {cls.task!r}: at least one headline criterion is needed")
+        if not getattr(cls, "universal_kind", ""):
+            raise ValueError(f"scaffold {cls.task!r}: universal_kind (the canonical members' kind) is needed")
         if not cls.claim:
             cls.claim = f"{cls.task}_scaffold"
 
@@ -176,6 +202,40 @@ class ScaffoldSpec(ABC):
             raise ValueError(f"scaffold {self.task!r}: stored numbers lack {absent}; analyse the run again")
         return StoredScaffold(bool(stored["canonical"]), {n: bool(criteria[n]) for n in names},
                               self.numbers(**{f: stored[f] for f in fields}))
+
+
+    @abstractmethod
+    def classify(self, scaffold: StoredScaffold) -> tuple[str, str]:
+        """``(kind, phrase)`` of one non-diverged member from its typed numbers: the kind is
+        :attr:`universal_kind` exactly when ``scaffold.canonical`` (so the description never
+        disagrees with the scaffold claim); the other kinds say why the member is not
+        canonical. The phrase is one clause of plain words (no count of networks)."""
+
+    def describe(self, scaffolds: Sequence[StoredScaffold]) -> Outcome:
+        """The :class:`Outcome` of a group of members (diverged ones skipped): the most
+        common kind (ties: :attr:`universal_kind` first, then alphabetical) with the most
+        common phrase among its members (ties: the first met) and the count; when other
+        kinds occur, the reason names the runner-up and its count. Raises ``ValueError``
+        when no member is left."""
+        alive = [s for s in scaffolds if not s.diverged]
+        if not alive:
+            raise ValueError(f"scaffold {self.task!r}: no non-diverged network to describe")
+        classified = [self.classify(s) for s in alive]
+        for s, (kind, _) in zip(alive, classified, strict=True):
+            if (kind == self.universal_kind) != s.canonical:
+                raise ValueError(f"scaffold {self.task!r}: classify gave {kind!r} to a member whose canonical is "
+                                 f"{s.canonical} (the universal kind {self.universal_kind!r} is exactly the "
+                                 "canonical members)")
+        kinds = Counter(kind for kind, _ in classified)
+        order = sorted(kinds, key=lambda k: (-kinds[k], k != self.universal_kind, k))
+        kind, n = order[0], len(classified)
+        phrases = Counter(phrase for k, phrase in classified if k == kind)
+        phrase = max(phrases, key=lambda p: phrases[p])  # the first met of the most common
+        reason = f"{phrase} ({kinds[kind]}/{n} networks)"
+        if len(order) > 1:
+            runner = order[1]
+            reason += f"; next most common: {runner.replace('_', ' ')} ({kinds[runner]}/{n})"
+        return Outcome(kind, kind == self.universal_kind, kinds[kind], n, dict(sorted(kinds.items())), reason)
 
 
 def distance_matrix(fn: ScaffoldSpec | Distance, items: Sequence[Scaffold] | np.ndarray,

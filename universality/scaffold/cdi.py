@@ -138,7 +138,7 @@ from ..dynamics import FixedPointConfig, FixedPoints, eigendecompose, find_fixed
 from ..dynamics.linearise import float64_params
 from ..population import READOUT_WEIGHT, Population
 from ..tasks.cdi import ContextIntegration
-from .base import Criterion, Scaffold, ScaffoldSpec, l1_distance
+from .base import Criterion, Scaffold, ScaffoldSpec, StoredScaffold, l1_distance
 
 log = logging.getLogger(__name__)
 
@@ -653,6 +653,15 @@ def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- helpers
+def _beyond(value: float, bound: float) -> str:
+    """``value`` with 2 decimals, or as many more (up to 6) as it takes not to read as
+    ``bound`` (1.2503 beyond 1.25 reads "1.2503", not "1.25")."""
+    for digits in range(2, 7):
+        if round(value, digits) != round(bound, digits):
+            break
+    return f"{value:.{digits}f}"
+
+
 def _cdi_task(population: Population) -> ContextIntegration:
     if not isinstance(population.task, ContextIntegration):
         raise ValueError(f"the cdi scaffold needs a cdi population, got task {population.task.name!r}")
@@ -764,10 +773,13 @@ def _scaffold(stats: Mapping[str, Tensor], i: int, timescales: Timescales) -> Sc
 # ---------------------------------------------------------------------- strategy
 @dataclass(frozen=True)
 class CdiNumbers:
-    """The cdi numbers that claims and figures read (worst context where two differ):
-    ``modes_90``, ``line_pc1``, ``curve_r2``, the hold's ``kept_min``, ``kept_max`` and
-    ``moved``, and the mean ``spectrum [K]`` and ``response_curve [K]`` over the contexts
-    with points (empty when none)."""
+    """The cdi numbers that claims, figures and :meth:`CdiScaffold.classify` read (worst
+    context where two differ): ``modes_90``, ``line_pc1``, ``curve_r2``, the hold's
+    ``kept_min``, ``kept_max`` and ``moved``, the mean ``spectrum [K]`` and
+    ``response_curve [K]`` over the contexts with points (empty when none),
+    ``readout_span`` (units of R), ``tangent_cos``, ``selection_ratio``; per context c
+    (``_ctx0``, ``_ctx1``): the slow set's ``dimension`` (0 none, 1 a curve, 2 spread
+    beyond one; -1 not recorded) and ``n_slow`` (median number of slow modes)."""
 
     modes_90: float
     line_pc1: float
@@ -777,6 +789,32 @@ class CdiNumbers:
     moved: float
     spectrum: list[float]
     response_curve: list[float]
+    # read only by classify; the defaults ("not recorded": NaN, dimension -1) serve numbers
+    # built by hand for claims and figures, never stored ones (``read`` needs every field)
+    readout_span: float = math.nan
+    tangent_cos: float = math.nan
+    selection_ratio: float = math.nan
+    dimension_ctx0: int = -1
+    dimension_ctx1: int = -1
+    n_slow_ctx0: float = math.nan
+    n_slow_ctx1: float = math.nan
+
+
+#: Kinds of cdi scaffold (:meth:`CdiScaffold.classify`), the first that applies; the hold
+#: kinds use the hold test's own bounds at its default hold (one trial).
+KINDS = (
+    ("line_attractor", "canonical: hold, one_dimensional and selection"),
+    ("leaks", f"hold fails and a judged value keeps less than {KEPT} of itself over the hold (kept_min)"),
+    ("grows", f"hold fails and a judged value grows beyond {1 / KEPT:g} of itself (kept_max)"),
+    ("irrelevant_moves", f"hold fails and the irrelevant stream moves the output by more than {1 - KEPT:.1f} |v|"),
+    ("not_held", "hold fails otherwise (a kept fraction that is not a number, or a hold other than one trial)"),
+    ("plane", "the slow set spreads beyond a curve in a context (dimension 2) with 2 slow modes there"),
+    ("higher_dimensional", "the same with 3 or more slow modes"),
+    ("scattered", "the same with fewer than 2 slow modes"),
+    ("no_slow_set", "no extended slow set in a context (dimension 0)"),
+    ("off_slow_modes", "a curve in each context, not along the slow modes (tangent beyond 45 degrees)"),
+    ("no_selection", "selection fails: the slow modes do not carry more of the relevant than the irrelevant input"),
+)
 
 
 class CdiScaffold(ScaffoldSpec):
@@ -786,9 +824,55 @@ class CdiScaffold(ScaffoldSpec):
     criteria = CRITERIA
     numbers = CdiNumbers
     claim = "cdi_line_attractor"
+    universal_kind = "line_attractor"
     compute = staticmethod(compute)
     distance = staticmethod(distance)
     dynamics_distance = staticmethod(dynamics_distance)
+
+    def classify(self, scaffold: StoredScaffold) -> tuple[str, str]:
+        """``(kind, phrase)``: the first of :data:`KINDS` that applies, from the stored
+        verdicts and numbers (the hold first: what a line attractor does; then what the
+        slow set is)."""
+        n: CdiNumbers = scaffold.numbers
+        if scaffold.canonical:
+            return "line_attractor", ("one line attractor per context: values held along a one-dimensional set "
+                                      "of slow points, the context selecting the stream")
+        if not scaffold.met("hold"):
+            if n.kept_min < KEPT:
+                return "leaks", (f"no line attractor: values leak (a value keeps {_beyond(n.kept_min, KEPT)} of "
+                                 f"itself over one trial; a line keeps >= {KEPT})")
+            if n.kept_max > 1 / KEPT:
+                return "grows", (f"no line attractor: values grow ({_beyond(n.kept_max, 1 / KEPT)} times over one "
+                                 f"trial; a line keeps <= {1 / KEPT:g})")
+            if n.moved > 1 - KEPT:
+                return "irrelevant_moves", (f"no context selection: the irrelevant stream moves the output by "
+                                            f"{_beyond(n.moved, 1 - KEPT)} of its value (<= {1 - KEPT:.1f} allowed)")
+            return "not_held", (f"values not held (kept between {n.kept_min:.2f} and {n.kept_max:.2f} of "
+                                f"themselves, the irrelevant stream moving the output by {n.moved:.2f})")
+        dims = (n.dimension_ctx0, n.dimension_ctx1)
+        slow = (n.n_slow_ctx0, n.n_slow_ctx1)
+        if 2 in dims:
+            modes = max(round(m) if m == m else 0 for d, m in zip(dims, slow, strict=True) if d == 2)
+            if modes == 2:
+                return "plane", (f"a plane, not a line: values held on slow points spanning 2 dimensions (2 slow "
+                                 f"modes; a curve explains {n.curve_r2:.0%} of their variance, >= 90% for a line)")
+            if modes > 2:
+                return "higher_dimensional", (f"a {modes}-dimensional slow set, not a line ({modes} slow modes; a "
+                                              f"curve explains {n.curve_r2:.0%} of the slow points' variance)")
+            return "scattered", (f"slow points scattered beyond a line (a curve explains {n.curve_r2:.0%} of their "
+                                 f"variance) with {modes} slow mode{'s' if modes != 1 else ''}")
+        if 0 in dims:
+            return "no_slow_set", (f"values held, but no line of slow points (they span {n.readout_span:.2f} R; "
+                                   f"a line spans >= {THRESHOLDS['span_fraction']:g} R)")
+        if not scaffold.met("one_dimensional"):
+            if n.tangent_cos == n.tangent_cos:
+                angle = f"its tangent is {math.degrees(math.acos(min(max(n.tangent_cos, 0.0), 1.0))):.0f} degrees"
+            else:
+                angle = "no tangent measured"
+            return "off_slow_modes", (f"a curve of slow points that does not run along the slow modes ({angle} "
+                                      "from them; within 45 for a line)")
+        return "no_selection", (f"a line in each context, but its slow modes do not select the relevant stream "
+                                f"(relevant / irrelevant gain {n.selection_ratio:.2f}, > 1 needed)")
 
 
 SPEC = CdiScaffold()

@@ -14,9 +14,11 @@ it depends more on the search budget than the memory graph does.
 A continuum of fixed points (a neutral direction, e.g. saturated gates far from the
 visited states) arrives as one representative point (see
 :class:`~universality.dynamics.FixedPoints`). It is no isolated memory or saddle: the
-counts, labels and the memory graph are over isolated points, and ``n_continua`` counts
-the continua. Slow points (not certified fixed) never enter the graph; they are reported
-as ``slow_point_memories`` (below).
+counts, labels and the memory graph are over isolated points, ``n_continua`` counts the
+continua, ``continuum_dims`` lists their neutral dimensions and ``continuum_index`` their
+stability indices (the neutral modes left out; 0: marginally stable). Slow points (not
+certified fixed) never enter the graph; they are reported as ``slow_point_memories``
+(below).
 
 ``topology [(K + 2) + 2^K (2^K + 1) / 2 + 1 + 2^K]`` is ``[counts per index 0..K and > K,
 upper triangle with diagonal of the 2^K x 2^K memory-graph adjacency counts, saddles with
@@ -57,7 +59,7 @@ from torch import Tensor
 from ..dynamics import FixedPoints
 from ..dynamics.linearise import float64_params
 from ..population import Population
-from .base import Criterion, Scaffold, ScaffoldSpec, l1_distance
+from .base import Criterion, Scaffold, ScaffoldSpec, StoredScaffold, l1_distance
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,8 @@ def compute(
         numbers["n_other_edges"] = int(counts[m, 1] - on_cube[m].sum())
         numbers["n_none_edges"] = int(n_none[m])
         numbers["n_continua"] = int(continuum[m].sum())
+        numbers["continuum_dims"] = fixed_points.neutral_dim[m, c][continuum[m]].tolist()
+        numbers["continuum_index"] = index[m][continuum[m]].tolist()
         numbers["n_slow_points"] = int(slow[m].sum())
         numbers["slow_point_memories"] = int((slow_patterns[m] & ~presence[m]).sum()) if slow_searched else None
         numbers["patterns_held"] = int(held[m].sum())
@@ -258,12 +262,38 @@ def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FlipFlopNumbers:
-    """The flip-flop numbers that claims and figures read: ``patterns_held`` (of 2^K),
-    ``escape_times [2^K]`` (hold steps per pattern) and ``hold_steps``."""
+    """The flip-flop numbers that claims, figures and :meth:`FlipFlopScaffold.classify`
+    read: ``patterns_held`` (of 2^K), ``escape_times [2^K]`` (hold steps per pattern),
+    ``hold_steps``; the isolated memories ``n_stable`` and the patterns they carry
+    ``n_patterns``; the memory graph's ``n_hypercube_edges`` (of K 2^(K-1)) and
+    ``n_other_edges`` (index-1 saddles that are no cube edge); the continua
+    ``n_continua``, ``continuum_dims [n_continua]`` (neutral dimensions) and
+    ``continuum_index [n_continua]``; ``slow_point_memories`` (None when no slow points
+    were searched)."""
 
     patterns_held: int
     escape_times: list[int]
     hold_steps: int
+    n_stable: int
+    n_patterns: int
+    n_hypercube_edges: int
+    n_other_edges: int
+    n_continua: int
+    continuum_dims: list[int]
+    continuum_index: list[int]
+    slow_point_memories: int | None
+
+
+#: Kinds of flip-flop scaffold (:meth:`FlipFlopScaffold.classify`), the first that applies.
+KINDS = (
+    ("hypercube", "canonical: the hypercube criterion"),
+    ("continuum", "a continuum of fixed points (n_continua > 0) and fewer than 2^K patterns on isolated memories"),
+    ("slow_points", "patterns read out only at slow points (slow_point_memories > 0) and fewer than 2^K on memories"),
+    ("no_attractor", "no isolated stable fixed point (n_stable = 0)"),
+    ("fewer_attractors", "fewer than 2^K patterns on isolated memories"),
+    ("extra_attractors", "every pattern on a memory, more than 2^K memories"),
+    ("other_saddles", "the 2^K memories, but the index-1 saddles are not exactly the cube's edges"),
+)
 
 
 class FlipFlopScaffold(ScaffoldSpec):
@@ -274,9 +304,50 @@ class FlipFlopScaffold(ScaffoldSpec):
     numbers = FlipFlopNumbers
     claim = "flipflop_scaffold"
     slow_points = True
+    universal_kind = "hypercube"
     compute = staticmethod(compute)
     distance = staticmethod(distance)
     dynamics_distance = staticmethod(dynamics_distance)
+
+    def classify(self, scaffold: StoredScaffold) -> tuple[str, str]:
+        """``(kind, phrase)``: the first of :data:`KINDS` that applies, read from the
+        counts of the memory graph, the continua, the slow-point memories and the hold
+        (no threshold: every rule compares counts with the cube's)."""
+        n: FlipFlopNumbers = scaffold.numbers
+        n_nodes = len(n.escape_times)
+        k = n_nodes.bit_length() - 1
+        n_edges = k * 2 ** (k - 1)
+        held = f"{n.patterns_held} of {n_nodes} patterns held for {n.hold_steps} steps"
+        if scaffold.canonical:
+            return "hypercube", (f"hypercube: {n_nodes} isolated stable fixed points joined by index-1 saddles "
+                                 f"along the {n_edges} cube edges")
+        isolated = f" ({n.n_stable} isolated)" if n.n_stable else ""
+        if n.n_continua and n.n_patterns < n_nodes:
+            stable = [d for d, i in zip(n.continuum_dims, n.continuum_index, strict=True) if i == 0]
+            dim = max(stable or n.continuum_dims)
+            states = ("marginally stable states" if stable else
+                      f"saddle states (index {min(n.continuum_index)})")
+            what = (f"memories held on a {dim}-dimensional continuum" if n.patterns_held == n_nodes
+                    else f"a {dim}-dimensional continuum")
+            tail = "" if n.patterns_held == n_nodes else f"; {held}"
+            return "continuum", (f"{what} of {states} (neutral dimension {dim}), not {n_nodes} isolated "
+                                 f"attractors{isolated}{tail}")
+        if n.slow_point_memories and n.n_patterns < n_nodes:
+            return "slow_points", (f"memories on slow points rather than fixed points: {n.slow_point_memories} of "
+                                   f"{n_nodes} patterns read out only at slow points, {n.n_patterns} on isolated "
+                                   f"stable fixed points; {held}")
+        if n.n_stable == 0:
+            what = "patterns not held" if n.patterns_held < n_nodes else "patterns held by a slow transient"
+            return "no_attractor", f"{what}: no stable fixed point at zero input; {held}"
+        if n.n_patterns < n_nodes:
+            return "fewer_attractors", (f"fewer isolated attractors than {n_nodes}: {n.n_stable} stable fixed "
+                                        f"points carrying {n.n_patterns} of {n_nodes} patterns; {held}")
+        if n.n_stable > n_nodes:
+            return "extra_attractors", (f"{n.n_stable} isolated stable fixed points for the {n_nodes} patterns "
+                                        f"(extra attractors beside the cube's corners)")
+        return "other_saddles", (f"{n_nodes} isolated attractors, but their index-1 saddles are not the cube's "
+                                 f"edges: {n.n_hypercube_edges} of {n_edges} edges, {n.n_other_edges} other "
+                                 "saddles")
 
 
 SPEC = FlipFlopScaffold()

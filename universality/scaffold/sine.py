@@ -38,6 +38,16 @@ For each frequency's static input x_j (the task's conditions, target w_j):
 * **Bias** (a finding, not a criterion): per member, the least-squares ``bias_slope`` and
   ``bias_intercept`` of the relative error (|arg lambda| - w) / w on |lambda| - 1 (the
   saturating orbit runs slower than its linearisation the more unstable the point is).
+* **What oscillates instead** (for :meth:`SineScaffold.classify`, in ``numbers`` only):
+  per input, the number of certified points ``n_fixed`` and ``top_pair_abs_lambda``, the
+  modulus of the complex pair (same angle bounds) with the largest modulus over the
+  certified points whatever its stability (NaN where none). The pair is *marginal* when
+  ``|ln |lambda|| <= marginal_tol(config)`` = ln(1 + max_amplitude_change) / (n_measure /
+  2) (3.7e-4 by default): a linear mode that close to the unit circle changes its
+  amplitude between the two halves of the window by less than the limit-cycle test
+  tolerates, so the scaffold's own measurement cannot tell it from a sustained
+  oscillation. ``frac_marginal_pair``: the fraction of inputs whose top pair is marginal
+  (a linear rotation, e.g. h' = c + R(w) (h - c), rather than an unstable spiral).
 * **Homology** (a check, in ``numbers`` only): at ``n_homology`` evenly spaced inputs,
   ripser on the window's states; ``frac_h1_loop`` is the fraction with one long-lived H1 bar.
 
@@ -71,7 +81,7 @@ from ..dynamics import FixedPoints
 from ..dynamics.linearise import float64_params
 from ..population import Population
 from ..tasks import SineWave
-from .base import Criterion, Scaffold, ScaffoldSpec
+from .base import Criterion, Scaffold, ScaffoldSpec, StoredScaffold
 from .homology import n_long_lived, persistence
 
 log = logging.getLogger(__name__)
@@ -224,6 +234,26 @@ def complex_pair(fixed_points: FixedPoints, unstable_tol: float = 1e-6, min_angl
                        single.numpy())
 
 
+def marginal_tol(config: SineConfig) -> float:
+    """Largest ``|ln |lambda||`` of a marginal pair: ``ln(1 + max_amplitude_change) /
+    (n_measure / 2)``, the growth or decay the limit-cycle test cannot see (module docstring)."""
+    return math.log(1 + config.max_amplitude_change) / (config.n_measure / 2)
+
+
+def top_pair_modulus(fixed_points: FixedPoints, min_angle: float = 1e-3) -> np.ndarray:
+    """``[P, C]``: the largest |lambda| of a complex eigenvalue (``min_angle < |arg lambda| <
+    pi - min_angle``) over the certified points, stable, marginal or unstable; NaN where
+    no certified point has one."""
+    certified = (fixed_points.mask & fixed_points.fixed).unsqueeze(-1)  # [P, C, N, 1]
+    ev = fixed_points.eigenvalues  # [P, C, N, S]
+    angle = ev.angle().abs()
+    is_pair = certified & (angle > min_angle) & (angle < math.pi - min_angle)
+    if ev.shape[2] * ev.shape[3] == 0:
+        return np.full(ev.shape[:2], math.nan)
+    top = torch.where(is_pair, ev.abs(), -math.inf).flatten(2).amax(-1)
+    return torch.where(torch.isfinite(top), top, math.nan).numpy()
+
+
 def compute(population: Population, fixed_points: FixedPoints, config: SineConfig | None = None) -> list[Scaffold]:
     """One sine :class:`Scaffold` per member from ``fixed_points`` found at the task's inputs."""
     cfg = config or SineConfig()
@@ -233,6 +263,9 @@ def compute(population: Population, fixed_points: FixedPoints, config: SineConfi
     omega = task.frequency_of(fixed_points.conditions[:, 0]).numpy()  # [C]
     pair = complex_pair(fixed_points, cfg.unstable_tol, cfg.min_angle)
     abs_lam, linear_freq = np.abs(pair.value), np.abs(np.angle(pair.value))  # [P, C], NaN where no pair
+    top_pair = top_pair_modulus(fixed_points, cfg.min_angle)  # [P, C]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        marginal = np.abs(np.log(top_pair)) <= marginal_tol(cfg)  # NaN compares False
     centre = torch.zeros(len(population), len(omega), population.state_size, dtype=torch.float64)  # [P, C, S]
     if fixed_points.points.shape[2]:
         slot = torch.as_tensor(pair.point).clamp_min(0)[..., None, None].expand(-1, -1, 1, population.state_size)
@@ -286,6 +319,10 @@ def compute(population: Population, fixed_points: FixedPoints, config: SineConfi
             "pair_point": pair.point[m].tolist(),
             "cycle_freq": np.where(has_cycle[m], cycle_freq[m], np.nan).tolist(),
             "winding": winding[m].tolist(),
+            "n_fixed": pair.n_fixed[m].tolist(),
+            "top_pair_abs_lambda": top_pair[m].tolist(),
+            "frac_marginal_pair": float(marginal[m].mean()) if len(omega) else 0.0,
+            "marginal_tol": marginal_tol(cfg),
         }
         canonical, criteria = SPEC.judge(meets(numbers))
         scaffolds.append(Scaffold("sine", canonical, criteria, numbers, topology[m].reshape(-1),
@@ -363,14 +400,44 @@ def dynamics_distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SineNumbers:
-    """The sine numbers that figures read, per input ``[C]``: the target ``omega``, the
-    pair's ``abs_lambda`` and ``linear_freq`` (NaN where no pair), and the per-network
-    ``bias_slope`` (relative frequency error per unit of |lambda| - 1)."""
+    """The sine numbers that figures and :meth:`SineScaffold.classify` read, per input
+    ``[C]``: the target ``omega``, the pair's ``abs_lambda`` and ``linear_freq`` (NaN where
+    no pair), ``n_fixed`` (certified points) and ``top_pair_abs_lambda`` (the largest
+    complex pair of any stability, NaN where none); per network: ``bias_slope`` (relative
+    frequency error per unit of |lambda| - 1), the criteria's fractions of inputs
+    (``frac_one_complex_unstable_point``, ``frac_limit_cycle``, ``frac_point_inside_cycle``,
+    NaN without an input with a cycle and a pair), ``frac_marginal_pair`` with its
+    ``marginal_tol`` (:func:`marginal_tol`) and the tracking fit's ``rank_corr`` and
+    ``slope``."""
 
     omega: list[float]
     abs_lambda: list[float]
     linear_freq: list[float]
     bias_slope: float
+    n_fixed: list[int]
+    top_pair_abs_lambda: list[float]
+    frac_one_complex_unstable_point: float
+    frac_limit_cycle: float
+    frac_point_inside_cycle: float
+    frac_marginal_pair: float
+    marginal_tol: float
+    rank_corr: float
+    slope: float
+
+
+#: Kinds of sine scaffold (:meth:`SineScaffold.classify`), the first that applies; "at most
+#: inputs" is at >= MIN_INPUT_FRACTION of them, the criteria's own fraction.
+KINDS = (
+    ("unstable_spiral", "canonical: every headline criterion"),
+    ("linear_rotation", "the top complex pair is marginal at most inputs (frac_marginal_pair)"),
+    ("decays", "no limit cycle at most inputs, and the top complex pair is stable at most inputs"),
+    ("no_limit_cycle", "no limit cycle at most inputs"),
+    ("several_fixed_points", "one_complex_unstable_point fails, most failing inputs have >= 2 points"),
+    ("no_fixed_point", "one_complex_unstable_point fails, most failing inputs have no point"),
+    ("no_unstable_pair", "one_complex_unstable_point fails, most failing inputs have one point without the pair"),
+    ("cycle_beside_point", "point_inside_cycle fails"),
+    ("not_tracking", "tracking fails"),
+)
 
 
 class SineScaffold(ScaffoldSpec):
@@ -379,9 +446,60 @@ class SineScaffold(ScaffoldSpec):
     task = "sine"
     criteria = CRITERIA
     numbers = SineNumbers
+    universal_kind = "unstable_spiral"
     compute = staticmethod(compute)
     distance = staticmethod(distance)
     dynamics_distance = staticmethod(dynamics_distance)
+
+    def classify(self, scaffold: StoredScaffold) -> tuple[str, str]:
+        """``(kind, phrase)``: the first of :data:`KINDS` that applies, from the per-input
+        counts and the criteria's fractions; the only tolerance is the marginal band
+        (:func:`marginal_tol`), decided at compute time."""
+        n: SineNumbers = scaffold.numbers
+        c = len(n.omega)
+        top = np.asarray(n.top_pair_abs_lambda, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            decaying = np.log(top) < -n.marginal_tol  # a stable pair beyond the marginal band; NaN: False
+        stable = int(decaying.sum())
+        cycles = round(n.frac_limit_cycle * c)
+        if scaffold.canonical:
+            return "unstable_spiral", ("one unstable spiral inside a limit cycle per input, its linearised "
+                                       "frequency tracking the target")
+        if c and n.frac_marginal_pair >= MIN_INPUT_FRACTION:
+            modulus = float(np.nanmedian(top))  # >= 90 % of the inputs' pairs lie in the band: so does the median
+            return "linear_rotation", (f"no unstable spiral: the oscillation is a linear rotation (a fixed point "
+                                       f"whose complex pair has |lambda| = {modulus:.6f}, marginal, at "
+                                       f"{round(n.frac_marginal_pair * c)} of {c} inputs)")
+        if n.frac_limit_cycle < MIN_INPUT_FRACTION:
+            if c and stable >= MIN_INPUT_FRACTION * c:
+                modulus = float(np.median(top[decaying]))
+                return "decays", (f"no oscillation: it decays to a stable spiral (|lambda| = {modulus:.4f} < 1 at "
+                                  f"{stable} of {c} inputs; a limit cycle at {cycles})")
+            return "no_limit_cycle", f"no sustained oscillation: a limit cycle at only {cycles} of {c} inputs"
+        if n.frac_one_complex_unstable_point < MIN_INPUT_FRACTION:
+            fixed = np.asarray(n.n_fixed)
+            single = (fixed == 1) & np.isfinite(np.asarray(n.abs_lambda, dtype=np.float64))
+            counts = {"several_fixed_points": int(((fixed > 1) & ~single).sum()),
+                      "no_fixed_point": int(((fixed == 0) & ~single).sum()),
+                      "no_unstable_pair": int(((fixed == 1) & ~single).sum())}
+            kind = max(counts, key=lambda k: counts[k])
+            phrases = {
+                "several_fixed_points": f"several fixed points (up to {int(fixed.max())}) at {counts[kind]} of {c} "
+                                        "inputs, not one unstable spiral",
+                "no_fixed_point": f"no fixed point at {counts[kind]} of {c} inputs, not one unstable spiral",
+                "no_unstable_pair": f"one fixed point without an unstable complex pair at {counts[kind]} of {c} "
+                                    "inputs, not an unstable spiral",
+            }
+            return kind, phrases[kind]
+        if not n.frac_point_inside_cycle >= MIN_INPUT_FRACTION:  # NaN fails
+            inside = n.frac_point_inside_cycle
+            share = f"{inside:.0%} of the inputs" if inside == inside else "no input"
+            return "cycle_beside_point", (f"the limit cycle does not enclose the unstable spiral (it winds once "
+                                          f"around it at {share})")
+        lo, hi = SLOPE_BAND
+        return "not_tracking", (f"an unstable spiral inside a limit cycle, but its linearised frequency does not "
+                                f"track the target (Spearman {n.rank_corr:.2f}, slope {n.slope:.2f}; needs >= "
+                                f"{MIN_RANK_CORR} and a slope in [{lo}, {hi}])")
 
 
 SPEC = SineScaffold()
