@@ -60,11 +60,14 @@ def setup(tmp_path_factory):
     return root
 
 
-def check(root, name, monkeypatch, capsys):
+def check(root, name, monkeypatch, capsys, grid=("0.01",)):
+    """``check`` of ``user_cells:<name>`` (``grid``: the learning rates screened; by default
+    the preset's one rate, no screen; empty: the default grid)."""
     monkeypatch.syspath_prepend(str(root))
     capsys.readouterr()
     code = main(["check", f"user_cells:{name}", "--preset", str(root / "preset.toml"),
-                 "--reference", str(root / "reference"), "--out", str(root / name)])
+                 "--reference", str(root / "reference"), "--out", str(root / name),
+                 *(["--lr-grid", *grid] if grid else [])])
     return code, capsys.readouterr()
 
 
@@ -73,22 +76,33 @@ def rows_of(root, name):
 
 
 def test_a_cell_with_the_universal_scaffold_fails_nothing(setup, monkeypatch, capsys):
-    code, out = check(setup, "WrappedGRU", monkeypatch, capsys)
+    code, out = check(setup, "WrappedGRU", monkeypatch, capsys, grid=())  # the default grid: 0.01 x (1/3, 1, 3)
     rows = rows_of(setup, "WrappedGRU")
     assert all(r["verdict"] != "fail" for r in rows.values()), out.out
-    assert code == (0 if all(r["verdict"] == "pass" for r in rows.values()) else 3), out.out + out.err
+    judged = [r for (_, c), r in rows.items() if c in ("flipflop_scaffold", "topology_among_reference")]
+    assert code == (0 if all(r["verdict"] == "pass" for r in judged) else 3), out.out + out.err
     train = rows[("flipflop", "trainability")]
     assert train["value"] >= 0.75 and train["verdict"] == "pass" and train["detail"]["reference_rate"] > 0.5
-    # every row has a verdict and a reason; no NaN value without a reason
-    assert all(r["verdict"] in ("pass", "fail", "inconclusive") and r["detail"]["reason"] for r in rows.values())
+    # the screen: 2 seeds at each rate of the grid, the judged networks at the chosen rate
+    assert set(train["detail"]["lr_screen"]) == {"0.00333", "0.01", "0.03"}
+    assert all(n == 2 for _, n in train["detail"]["lr_screen"].values())
+    assert {r.lr for r in RunStore(setup / "WrappedGRU").members()} == {train["detail"]["lr"]}
+    scaffold = rows[("flipflop", "flipflop_scaffold")]
     from universality.scaffold import SCAFFOLDS
 
+    # 4 networks are too few for a pass (even 0/4 would not be significant): said so, with what they show
+    assert scaffold["verdict"] == "inconclusive"
+    assert scaffold["detail"]["outcome"] == SCAFFOLDS["flipflop"].universal_kind
+    assert scaffold["detail"]["reason"].startswith("trains too rarely to judge: "), scaffold
+    # every row has a verdict and a reason; no NaN value without a reason
+    assert all(r["verdict"] in ("pass", "fail", "inconclusive") and r["detail"]["reason"] for r in rows.values())
     assert {c for _, c in rows} >= {"flipflop_scaffold", "geometry_own", "topology_among_reference",
                                     *(f"criterion {c.name}" for c in SCAFFOLDS["flipflop"].criteria)}
     for check_name in ("geometry_own", "topology_among_reference"):
         assert set(rows[("flipflop", check_name)]["detail"]["mean_distance_by_arch"]) == {"vanilla", "gru"}
     report = (setup / "WrappedGRU" / "report" / "check.md").read_text()
     assert "Not like for like" in report and f"| NEW | {round(train['value'] * 4)}/4 |" in report
+    assert "chosen from 0.00333 (" in report and "## Universality" in report
     assert (setup / "WrappedGRU" / "report" / "figures" / "flipflop_geometry_placement.png").is_file()
 
 
@@ -99,9 +113,9 @@ def test_a_cell_that_cannot_remember_fails_trainability_with_its_scores(setup, m
     train = rows[("flipflop", "trainability")]
     assert train["verdict"] == "fail" and train["value"] == 0.0 and len(train["detail"]["scores"]) == 4
     assert "significantly fewer" in train["detail"]["reason"] and "FAIL" in out.out
-    scaffold = rows[("flipflop", "flipflop_scaffold")]  # nothing passed: nothing to judge, said so
-    assert scaffold["verdict"] == "inconclusive" and "no network of the cell passed" in scaffold["detail"]["reason"]
-    assert "nan" not in out.out.lower()
+    scaffold = rows[("flipflop", "flipflop_scaffold")]  # nothing passed while the reference learns: it cannot
+    assert scaffold["verdict"] == "fail" and scaffold["detail"]["reason"].startswith("cannot learn the task: 0/4")
+    assert scaffold["detail"]["outcome"] == "cannot learn" and "nan" not in out.out.lower()
 
 
 @pytest.mark.parametrize("name, message", [("Broken", "does not follow the cell protocol"),
@@ -140,7 +154,7 @@ def test_an_out_dir_with_networks_of_other_settings_is_refused(setup, monkeypatc
         other.write_text(PRESET.replace("hidden = [16]", change) if "hidden" in change else PRESET + change + "\n")
         capsys.readouterr()
         code = main(["check", "user_cells:Forgetful", "--preset", str(other), "--reference",
-                     str(setup / "reference"), "--out", str(setup / "Forgetful")])
+                     str(setup / "reference"), "--out", str(setup / "Forgetful"), "--lr-grid", "0.01"])
         err = capsys.readouterr().err
         assert code == 2 and "already holds networks trained with other settings" in err, err
         assert "flipflop-Forgetful-custom-h16" in err and len(err.strip().splitlines()) == 1
@@ -220,7 +234,7 @@ def test_a_cell_failing_in_training_is_one_line_and_leaves_a_reusable_directory(
     monkeypatch.syspath_prepend(str(setup))
     out = setup / f"failing-{name}"
     argv = ["check", f"failing_cells:{name}", "--preset", str(setup / "preset.toml"), "--reference",
-            str(setup / "reference"), "--out", str(out)]
+            str(setup / "reference"), "--out", str(out), "--lr-grid", "0.01"]
     for _ in range(2):  # the second attempt reuses the directory the first left, and fails the same way
         capsys.readouterr()
         assert main(argv) == 2
@@ -267,7 +281,7 @@ def test_a_cell_failing_in_analysis_is_one_line_and_keeps_its_trained_networks(s
     preset = tmp_path / "short.toml"
     preset.write_text(PRESET.replace("steps = 400", "steps = 5"))
     argv = ["check", "single_cells:SinglePrecision", "--preset", str(preset), "--reference",
-            str(setup / "reference"), "--out", str(tmp_path / "out")]
+            str(setup / "reference"), "--out", str(tmp_path / "out"), "--lr-grid", "0.01"]
     for _ in range(2):  # trained once; the second attempt reuses the networks and fails the same way
         capsys.readouterr()
         assert main(argv) == 2
@@ -321,7 +335,7 @@ def test_rounds_stop_once_trainability_is_decided(setup, monkeypatch, capsys):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     capsys.readouterr()
     code = main(["check", "examples.linear_rnn:LinearRNN", "--preset", str(preset),
-                 "--reference", str(setup / "reference"), "--out", str(setup / "linear-rounds")])
+                 "--reference", str(setup / "reference"), "--out", str(setup / "linear-rounds"), "--lr-grid", "0.01"])
     out = capsys.readouterr().out
     assert code == 1, out
     train = rows_of(setup, "linear-rounds")[("flipflop", "trainability")]
@@ -345,3 +359,54 @@ def test_trainability_is_decided_only_when_no_later_round_can_change_it():
     assert trainability_decided(small, 1, 0, 4, 8, 8) is None  # 4/8 against 8/8 is not significant
     assert trainability_decided(small, 2, 0, 8, 8, 8) is not None  # no round left: the verdict stands
     assert trainability_decided(small, 1, 0, 4, 0, 0) is None  # nothing to compare with
+
+
+def test_the_screen_judges_the_cell_at_the_rate_where_it_learns(setup, tmp_path, monkeypatch, capsys):
+    # At the preset's rate 1e-5 nothing learns in 400 steps; at 0.01 the GRU does. The rule
+    # takes the rate with the most passes (a tie would keep the preset's 1e-5), and the judged
+    # networks train there with seeds of their own; a second check reuses the screen.
+    preset = tmp_path / "slow.toml"
+    preset.write_text(PRESET.replace("lr = 0.01", "lr = 0.00001"))
+    monkeypatch.syspath_prepend(str(setup))
+    out = tmp_path / "out"
+    argv = ["check", "user_cells:WrappedGRU", "--preset", str(preset), "--reference", str(setup / "reference"),
+            "--out", str(out), "--lr-grid", "0.00001", "0.01"]
+    main(argv)
+    train = {(r["group"], r["claim"]): r for r in json.loads((out / "report" / "check.json").read_text())}[
+        ("flipflop", "trainability")]
+    assert train["detail"]["lr_screen"]["1e-05"] == [0, 2] and train["detail"]["lr_screen"]["0.01"][0] >= 1
+    assert train["detail"]["lr"] == 0.01 and "lr 0.01, chosen from 1e-05 (0/2), 0.01 (" in train["detail"]["reason"]
+    judged, screened = RunStore(out).members(), RunStore(out / "lr_screen" / "flipflop-lr0.01").members()
+    assert {r.lr for r in judged} == {0.01} and not {r.seed for r in judged} & {r.seed for r in screened}
+    weights = {p: p.stat().st_mtime_ns for p in (out / "lr_screen").rglob("*.safetensors")}
+    main(argv)
+    assert {p: p.stat().st_mtime_ns for p in (out / "lr_screen").rglob("*.safetensors")} == weights
+
+
+def test_the_rate_rule():
+    from universality.pipeline.config import PRESETS
+    from universality.report.screen import choose, default_grid
+
+    assert default_grid(PRESETS["reference"]) == (0.001, 0.003, 0.009)
+    assert choose([0.001, 0.003, 0.009], [1, 2, 3], 0.003) == 0.009  # most passes
+    assert choose([0.001, 0.003, 0.009], [3, 3, 0], 0.003) == 0.003  # tie: the preset's rate
+    assert choose([0.001, 0.003, 0.009], [0, 0, 0], 0.003) == 0.003  # nothing learns: the preset's rate
+    assert choose([0.001, 0.009], [2, 2], 0.003) == 0.001  # equally far in log: the smaller
+    with pytest.raises(ValueError):
+        choose([0.001], [1, 2], 0.003)
+
+
+def test_the_exit_code_follows_the_universality_rows_not_trainability():
+    from universality.claims import Claim
+    from universality.report.check import EXIT, exit_code
+
+    def rows(train, scaffold, topology, geometry="fail"):
+        return [Claim("trainability", "flipflop", 0.5, "", train, 16), Claim("flipflop_scaffold", "flipflop", 1.0,
+                "", scaffold, 8), Claim("topology_among_reference", "flipflop", 0.3, "", topology, 8),
+                Claim("geometry_own", "flipflop", 0.9, "", geometry, 8),
+                Claim("criterion hypercube", "flipflop", 1.0, "", "fail", 8)]
+
+    assert exit_code(rows("fail", "pass", "pass")) == EXIT["pass"]  # learns rarely, universal when it does
+    assert exit_code(rows("pass", "fail", "pass")) == EXIT["fail"]
+    assert exit_code(rows("pass", "pass", "inconclusive")) == EXIT["inconclusive"]
+    assert exit_code(rows("pass", "inconclusive", "fail")) == EXIT["fail"]

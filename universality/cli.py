@@ -1,4 +1,4 @@
-"""Command line: ``universality run | train | analyze | report | check | reference | members | verify``."""
+"""Command line: ``universality run | train | analyze | report | check | zoo | reference | members | verify``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .report.check import CheckError, check_cell, exit_code, load_cell
 from .report.reference import SUMMARY, make_reference
 from .report.report import write_report
 from .report.tables import CHECK_TERMINAL, CLAIMS_TERMINAL, PASS_RATES_TERMINAL, Column, claim_table, pass_rates, render
+from .report.zoo import DEFAULT_ZOO, TABLE, exported, load_zoo, run_zoo
 from .run.cache import analysis_rows
 from .run.catalog import CatalogError, MemberRow, RunStore, catalog_problem, package_version
 from .run.files import RunError
@@ -132,7 +133,29 @@ def _add_check(sub: Any) -> None:
     c.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None, help="tasks (default: the preset's)")
     c.add_argument("--reference", default="reference_results/run", help="reference run (default reference_results/run)")
     c.add_argument("--out", default=None, help="run directory for the new cell (default runs/check-<name>)")
+    c.add_argument("--lr-grid", nargs="+", type=_positive(float), default=None, metavar="LR",
+                   help="learning rates screened before the cell is judged (default: the preset's rate and a "
+                        "factor of 3 either side); one rate: no screen")
     _add_runtime(c)
+
+
+def _add_zoo(sub: Any) -> None:
+    z = sub.add_parser("zoo", help="check every cell of a zoo (default examples/zoo) on every task; one table")
+    z.add_argument("--cells", nargs="+", default=None, help="names of the zoo's cells to check (default: all)")
+    z.add_argument("--zoo", default=DEFAULT_ZOO,
+                   help=f"MODULE:ATTR of a dict name -> cell spec (default {DEFAULT_ZOO})")
+    z.add_argument("--preset", default="reference", help="training settings (default: the reference's)")
+    z.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None, help="tasks (default: the preset's)")
+    z.add_argument("--reference", default="reference_results/run", help="reference run (default reference_results/run)")
+    z.add_argument("--work", default="runs/zoo", help="working directory, one check run per cell (default runs/zoo)")
+    z.add_argument("--out", default="reference_results/zoo", help="export directory (default reference_results/zoo)")
+    z.add_argument("--readme", default="README.md", help="README whose zoo table is rewritten (default README.md; "
+                                                          "'' for none)")
+    z.add_argument("--lr-grid", nargs="+", type=_positive(float), default=None, metavar="LR",
+                   help="learning rates screened per cell and task (default: the preset's and a factor 3 either side)")
+    z.add_argument("--again", action="store_true", help="check cells already exported with these settings again")
+    z.add_argument("--list", action="store_true", help="list the zoo and what is exported, check nothing")
+    _add_runtime(z)
 
 
 def _add_reference(sub: Any) -> None:
@@ -159,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"universality {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_train, _add_run, _add_analyze, _add_listing, _add_check, _add_reference):
+    for add in (_add_train, _add_run, _add_analyze, _add_listing, _add_check, _add_zoo, _add_reference):
         add(sub)
     return parser
 
@@ -442,12 +465,48 @@ def cmd_check(args: argparse.Namespace) -> int:
     out = args.out or f"runs/check-{cell.arch}"
     try:
         with run_lock(out, args.line):
-            rows = check_cell(cell, reference, preset, tasks, out, device)
+            rows = check_cell(cell, reference, preset, tasks, out, device, args.lr_grid)
     except CheckError as err:
         raise UsageError(f"universality check: {err}") from None
     print("\n".join(claim_table(rows, CHECK_TERMINAL, "terminal")))
     print(f"\nreport: {RunLayout(out).check_md}")
     return exit_code(rows)
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    try:
+        zoo = load_zoo(args.zoo)
+        unknown = sorted(set(args.cells or ()) - set(zoo))
+        if unknown:
+            raise CheckError(f"no cells {unknown} in the zoo; it has {sorted(zoo)}")
+        preset = load_preset(args.preset)
+        reference = RunStore(args.reference)
+    except CheckError as err:
+        raise UsageError(f"universality zoo: {err}") from None
+    except RunError as err:
+        raise UsageError(f"universality zoo: no reference run ({err}); run `universality reference` "
+                         "or pass --reference DIR") from None
+    except ValueError as err:
+        raise UsageError(f"universality zoo: {err}") from None
+    out, readme = Path(args.out), Path(args.readme) if args.readme else None
+    if args.list:
+        cells = exported(zoo, out)
+        for name, spec in zoo.items():
+            state = f"exported ({cells[name][0]['date']})" if name in cells else "not checked"
+            print(f"{name:20s} {spec:45s} {state}")
+        return 0
+    command = " ".join(["universality", "zoo", *(["--cells", *args.cells] if args.cells else []),
+                        "--preset", args.preset, "--out", args.out])
+    tasks = tuple(args.tasks or preset.tasks)
+    try:
+        run_zoo(zoo, args.cells or list(zoo), reference, preset, tasks, Path(args.work), out, device, command,
+                args.lr_grid, args.again, readme)
+    except CheckError as err:
+        raise UsageError(f"universality zoo: {err}") from None
+    print((out / TABLE).read_text())
+    return 0
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
@@ -462,7 +521,8 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "run": cmd_run, "analyze": cmd_analyze, "report": cmd_report,
-            "check": cmd_check, "reference": cmd_reference, "members": cmd_members, "verify": cmd_verify}
+            "check": cmd_check, "zoo": cmd_zoo, "reference": cmd_reference, "members": cmd_members,
+            "verify": cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

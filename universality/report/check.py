@@ -43,9 +43,9 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -75,7 +75,10 @@ from ..run.files import RunError, jsonable
 from ..run.layout import RunLayout
 from ..scaffold import SCAFFOLDS, StoredScaffold, distance_matrix
 from ..training import DIVERGED
+from .screen import SCREEN_DIR, RateChoice, ScreenError, default_grid, screen
 from .tables import CHECK_MARKDOWN, Column, claim_table, number, render
+
+T = TypeVar("T")
 
 PROTOCOL = (
     "a cell is MODULE:ATTR naming a torch.nn.Module class or factory: ATTR(input_size, hidden_size) -> "
@@ -155,9 +158,18 @@ def load_cell(spec: str) -> ModuleCell:
     return ModuleCell(obj)
 
 
+def universality_claims() -> frozenset[str]:
+    """The rows that judge universality and decide the exit code: each task's scaffold claim
+    and ``topology_among_reference``. Trainability (how often the cell learns), the single
+    criteria (the scaffold claim's parts) and ``geometry_own`` (individuality, expected of a
+    new architecture) are reported beside them."""
+    return frozenset({spec.claim for spec in SCAFFOLDS.values()} | {"topology_among_reference"})
+
+
 def exit_code(rows: Sequence[Claim]) -> int:
-    """0 when every row passes, 1 when one fails, 3 when none fails but one is inconclusive."""
-    verdicts = {r.verdict for r in rows}
+    """Over the universality rows (:func:`universality_claims`): 0 when every one passes, 1
+    when one fails, 3 when none fails but one is inconclusive."""
+    verdicts = {r.verdict for r in rows if r.claim in universality_claims()}
     return EXIT["fail"] if "fail" in verdicts else EXIT["inconclusive"] if "inconclusive" in verdicts else 0
 
 
@@ -181,16 +193,14 @@ def cell_shards(cell: ModuleCell, preset: Preset, tasks: Sequence[str]) -> list[
 
 
 def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tuple[str, ...], out: str | Path,
-               device: str | torch.device = "cpu") -> list[Claim]:
-    """Train, analyse and judge ``cell`` (see the module docstring); the report goes to
-    ``out/report/check.md`` (and ``check.json``) with its figures."""
+               device: str | torch.device = "cpu", grid: Sequence[float] | None = None) -> list[Claim]:
+    """Train, analyse and judge ``cell`` (see the module docstring) at the learning rate its
+    screen chooses per task from ``grid`` (default :func:`~.screen.default_grid`; one rate:
+    no screen); the report goes to ``out/report/check.md`` (and ``check.json``) with its
+    figures."""
     store = RunStore.create(out)
-    _refuse_other_settings(store, cell, preset, tasks)
     device = torch.device(device)
-    for shard in cell_shards(cell, preset, tasks):
-        if shard.name not in store.shards():
-            _contained(f"training on {shard.task}", train_shard, store, preset, shard, device, cell=cell,
-                       settled=_settled(preset, reference, shard.task))
+    choices = train_cell(cell, reference, preset, tasks, store, device, grid)
     config = analysis_config(preset)
     record_analysis(store, config)
     _contained("analysing its networks", analyze_run, store, config, device)
@@ -199,12 +209,34 @@ def check_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: tup
     sections: list[str] = []
     for task in tasks:
         new, refs = _members(store, task), _members(reference, task)
-        rows.append(_trainability(task, new, refs, _stopped_early(preset, new, refs)))
-        rows += _criteria(task, new, refs)
+        train = _trainability(task, new, refs, choices[task], _stopped_early(preset, new, refs))
+        rows.append(train)
+        rows += _criteria(task, new, refs, train)
         rows += _placement(task, [n for n in new if n.row.passed], [n for n in refs if n.row.passed], store.layout)
         sections += _task_section(task, new, refs)
-    _write(store, rows, sections, like_for_like(preset, reference, tasks))
+    _write(store, rows, sections, like_for_like(preset, reference, tasks), choices)
     return rows
+
+
+def train_cell(cell: ModuleCell, reference: RunStore, preset: Preset, tasks: Sequence[str], store: RunStore,
+               device: torch.device, grid: Sequence[float] | None = None) -> dict[str, RateChoice]:
+    """Train what ``store`` lacks of the cell's networks: per task, the learning-rate screen
+    (:mod:`.screen`) and the judged rounds at the chosen rate (stopping early once
+    trainability is decided); returns each task's :class:`~.screen.RateChoice`."""
+    rates = tuple(dict.fromkeys(default_grid(preset) if grid is None else grid))
+    _refuse_other_settings(store, cell, preset, tasks, rates)
+    choices: dict[str, RateChoice] = {}
+    for task in tasks:
+        choices[task] = _contained(f"screening learning rates on {task}", screen, cell, preset, task, rates,
+                                   store.path / SCREEN_DIR, device)
+        at = replace(preset, lr=choices[task].chosen)
+        for shard in cell_shards(cell, at, (task,)):
+            if shard.name in store.shards():
+                _refuse_other_rate(store, shard.name, choices[task])
+            else:
+                _contained(f"training on {shard.task}", train_shard, store, at, shard, device, cell=cell,
+                           settled=_settled(at, reference, shard.task))
+    return choices
 
 
 # --------------------------------------------------------------------------- rounds
@@ -273,32 +305,47 @@ def _stopped_early(preset: Preset, new: list[Network], refs: list[Network]) -> s
             f"could reach p >= {ALPHA})")
 
 
-def _contained(step: str, run: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+def _contained(step: str, run: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a step that calls the user's cell: an exception it raises becomes one
     :class:`CheckError` line (the step, the exception, the protocol). Errors of the run
     directory itself (:class:`RunError`) pass through. A failed step stores nothing, so the
     directory is reused as it is by the next attempt."""
     try:
-        run(*args, **kwargs)
+        return run(*args, **kwargs)
     except RunError:
         raise
+    except ScreenError as err:
+        raise CheckError(str(err)) from None
     except Exception as err:
         raise CheckError(f"the cell failed while {step} ({_one_line(err)}); {PROTOCOL}") from None
 
 
-def _refuse_other_settings(store: RunStore, cell: ModuleCell, preset: Preset, tasks: Sequence[str]) -> None:
+def _refuse_other_settings(store: RunStore, cell: ModuleCell, preset: Preset, tasks: Sequence[str],
+                           rates: Sequence[float]) -> None:
     """Raise :class:`CheckError` when ``store`` holds networks that this check would not
-    have trained (another cell, size, preset or L2): they would be judged with the new ones."""
+    have trained (another cell, size, preset, L2 or a rate outside the grid): they would be
+    judged with the new ones."""
     expected = {s.name for s in cell_shards(cell, preset, tasks)}
     for name in store.shards():
-        record, l2 = store.shard_record(name), {r.l2 for r in store.members(name)}
+        rows, record = store.members(name), store.shard_record(name)
+        l2, lr = {r.l2 for r in rows}, {r.lr for r in rows}
         trained_by = record.train_config.get("preset")
-        if name not in expected or trained_by != preset.name or not l2 <= set(preset.l2):
+        if name not in expected or trained_by != preset.name or not l2 <= set(preset.l2) or not lr <= set(rates):
             raise CheckError(
                 f"{store.path} already holds networks trained with other settings ({name}: preset "
-                f"{trained_by!r}, L2 {sorted(l2)}; this check: {cell.arch}, preset {preset.name!r}, hidden "
-                f"{'/'.join(map(str, preset.hidden))}, L2 {list(preset.l2)}); they would be judged with the new "
-                "ones: pass another --out or remove that directory")
+                f"{trained_by!r}, L2 {sorted(l2)}, lr {sorted(lr)}; this check: {cell.arch}, preset "
+                f"{preset.name!r}, hidden {'/'.join(map(str, preset.hidden))}, L2 {list(preset.l2)}, lr grid "
+                f"{list(rates)}); they would be judged with the new ones: pass another --out or remove that "
+                "directory")
+
+
+def _refuse_other_rate(store: RunStore, shard: str, choice: RateChoice) -> None:
+    """Raise :class:`CheckError` when ``shard``'s stored networks were trained at another rate
+    than the screen now chooses (e.g. the screen was removed and trained again)."""
+    lr = sorted({r.lr for r in store.members(shard)})
+    if lr != [choice.chosen]:
+        raise CheckError(f"{store.path}: {shard} was trained at lr {lr}, but the screen now chooses "
+                         f"{choice.chosen:g} ({choice.summary()}); remove that directory to check again")
 
 
 # --------------------------------------------------------------------------- rows
@@ -329,39 +376,73 @@ def _rate_row(check: str, task: str, k_new: int, n_new: int, k_ref: int, n_ref: 
                  {**detail, "reference_rate": ref_rate, "p_value": p, "reason": reason})
 
 
-def _trainability(task: str, new: list[Network], refs: list[Network], stopped: str | None = None) -> Claim:
-    """Passed / trained (diverged included) against the reference's pooled rate; ``stopped``:
-    why the rounds stopped early (:func:`_stopped_early`), added to the reason."""
+def _trainability(task: str, new: list[Network], refs: list[Network], choice: RateChoice,
+                  stopped: str | None = None) -> Claim:
+    """Passed / trained (diverged included) against the reference's pooled rate, at the rate
+    ``choice`` chose; ``stopped``: why the rounds stopped early (:func:`_stopped_early`),
+    added to the reason."""
     scores = [n.row.score for n in new if n.row.score is not None]
     archs = sorted({n.row.arch for n in refs})
     by_arch = {a: f"{sum(n.row.passed for n in refs if n.row.arch == a)}/{sum(n.row.arch == a for n in refs)}"
                for a in archs}
-    detail = {"scores": scores, "statuses": [n.row.status for n in new], "reference_by_arch": by_arch}
+    steps = [n.row.steps for n in new if n.row.passed]
+    detail = {"scores": scores, "statuses": [n.row.status for n in new], "reference_by_arch": by_arch,
+              "lr": choice.chosen, "lr_screen": choice.as_dict()["screen"],
+              "median_steps_passed": float(np.median(steps)) if steps else None}
     row = _rate_row("trainability", task, sum(n.row.passed for n in new), len(new),
                     sum(n.row.passed for n in refs), len(refs), "the task was learned", detail)
+    row.detail["reason"] = f"{row.detail['reason']}; {choice.summary()}"
     if stopped is not None:
         row.detail["stopped_early"] = stopped
         row.detail["reason"] = f"{row.detail['reason']}; {stopped}"
     return row
 
 
-def _criteria(task: str, new: list[Network], refs: list[Network]) -> list[Claim]:
-    """One row per per-network criterion of ``task``'s scaffold and one for the scaffold
-    claim (every headline criterion), over passed networks."""
+def _criteria(task: str, new: list[Network], refs: list[Network], train: Claim) -> list[Claim]:
+    """The scaffold claim (every headline criterion; :func:`_scaffold_row`) and one row per
+    criterion of ``task``'s scaffold, over passed networks."""
     spec = SCAFFOLDS[task]
-    new, refs = [n for n in new if n.row.passed], [n for n in refs if n.row.passed]
+    trained, new, refs = len(new), [n for n in new if n.row.passed], [n for n in refs if n.row.passed]
 
     def met(networks: list[Network], name: str | None) -> int:
         if name is None:
             return sum(n.scaffold.canonical for n in networks)
         return sum(n.scaffold.met(name) for n in networks)
 
-    out = [_rate_row(spec.claim, task, met(new, None), len(new), met(refs, None), len(refs),
-                     "the scaffold (every headline criterion) holds", {})]
+    out = [_scaffold_row(_rate_row(spec.claim, task, met(new, None), len(new), met(refs, None), len(refs),
+                                   "the scaffold (every headline criterion) holds", {}),
+                         [n.scaffold for n in new], trained, train)]
     for c in spec.criteria:
         out.append(_rate_row(f"criterion {c.name}", task, met(new, c.name), len(new), met(refs, c.name), len(refs),
                              f"{c.name} holds", {"statement": c.statement, "headline": c.headline}))
     return out
+
+
+def _scaffold_row(row: Claim, passed: list[StoredScaffold], trained: int, train: Claim) -> Claim:
+    """The scaffold claim says what happened: the cell cannot learn the task (no network
+    passed, and the trainability row fails: ``fail``), trains too rarely to judge
+    (``inconclusive``), or learns it with the universal scaffold (``pass``) or a different
+    one (``fail``), in words (:meth:`~universality.scaffold.ScaffoldSpec.describe`)."""
+    n = len(passed)
+    if n == 0:
+        if train.verdict == "fail":
+            reason = (f"cannot learn the task: 0/{trained} networks passed against the reference's "
+                      f"{train.detail['reference_rate']:.0%} (p = {train.detail['p_value']:.2g})")
+            return replace(row, verdict="fail", detail={**row.detail, "outcome": "cannot learn", "reason": reason})
+        reason = (f"no network of the cell passed the task (0/{trained}); too few trained to say it cannot learn "
+                  "it (see trainability)")
+        return replace(row, detail={**row.detail, "outcome": "none passed", "reason": reason})
+    outcome = SCAFFOLDS[row.group].describe(passed)
+    row.detail.update(outcome=outcome.kind, kinds=outcome.kinds)
+    if row.verdict == "inconclusive":
+        row.detail["reason"] = (f"trains too rarely to judge: {n} of {trained} networks passed, and even none of "
+                                f"{n} with the scaffold would not be significantly fewer than the reference's "
+                                f"{row.detail['reference_rate']:.0%}; they show {outcome.reason}")
+    elif row.verdict == "pass":
+        row.detail["reason"] = f"learns the task with the universal scaffold: {outcome.reason}; {row.detail['reason']}"
+    else:
+        row.detail["reason"] = f"learns the task with a different scaffold: {outcome.reason}; {row.detail['reason']}"
+    return row
 
 
 def _own_nearest(nearest: np.ndarray, is_new: np.ndarray) -> np.ndarray:
@@ -492,16 +573,30 @@ def _plot(embedding: np.ndarray, networks: list[Network], n_ref: int, path: Path
                        title, highlight=[i >= n_ref for i in range(len(networks))])
 
 
-def _write(store: RunStore, rows: list[Claim], sections: list[str], differences: list[str]) -> None:
+def _write(store: RunStore, rows: list[Claim], sections: list[str], differences: list[str],
+           choices: dict[str, RateChoice]) -> None:
     layout = store.layout
     layout.check_json.write_text(json.dumps([r.as_dict() for r in rows], indent=1, default=jsonable))
-    lines = ["# Architecture check", ""]
+    judged = universality_claims()
+    code = exit_code(rows)
+    verdict = {v: k for k, v in EXIT.items()}[code]
+    lines = ["# Architecture check", "",
+             f"**Universality: {verdict}** (exit {code}), from the universality rows: each task's scaffold claim "
+             "and `topology_among_reference`. Trainability, the single criteria and `geometry_own` (individuality) "
+             "are reported beside them and do not decide it.", ""]
     if differences:
         lines += ["**Not like for like**: the cell was trained with other settings than the reference "
                   f"({'; '.join(differences)}). A failure may be the training, not the architecture.", ""]
-    lines += claim_table(rows, CHECK_MARKDOWN, "markdown")
-    lines += ["", *sections]
+    lines += ["## Universality", "", *claim_table([r for r in rows if r.claim in judged], CHECK_MARKDOWN, "markdown"),
+              "", "## Trainability", "",
+              "Passed / trained at the learning rate the screen chose, against the reference architectures' pooled "
+              "rate. A low rate beside passing universality rows reads: the cell learns the task less often than "
+              "the reference architectures, and the networks that learn it have the universal scaffold.", "",
+              *claim_table([r for r in rows if r.claim == "trainability"], CHECK_MARKDOWN, "markdown"), "",
+              *(f"- {task}: {choice.summary()}" for task, choice in choices.items()), "",
+              "## The scaffold's criteria and the geometry", "",
+              *claim_table([r for r in rows if r.claim not in judged and r.claim != "trainability"], CHECK_MARKDOWN,
+                           "markdown"), "", *sections]
     placements = sorted(layout.figures.glob("*_placement.png"))
     lines += [f"![{p.stem}]({p.relative_to(layout.report).as_posix()})" for p in placements]
     layout.check_md.write_text("\n".join(lines) + "\n")
-

@@ -54,6 +54,21 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
     write ``out/provenance.json`` and ``out/SUMMARY.md`` (the claims table, from the run's
     ``claims.json``)."""
     target = out / EXPORTED_RUN
+    old_claims, old_provenance = RunLayout(target).claims_json, out / PROVENANCE
+    previous = json.loads(old_claims.read_text()) if old_claims.is_file() else None
+    previous_preset = json.loads(old_provenance.read_text()).get("preset") if old_provenance.is_file() else None
+    store = copy_kept(work, target)
+    hashes = {s: store.shard_record(s).config_hash for s in store.shards()}
+    full = {**provenance(record.device), **vars(record), "config_hashes": hashes}
+    (out / PROVENANCE).write_text(json.dumps(full, indent=1, sort_keys=True))
+    claims = [Claim.from_dict(c) for c in json.loads(store.layout.claims_json.read_text())]
+    (out / SUMMARY).write_text("\n".join(summary(record, full["date"], claims, previous, previous_preset)) + "\n")
+    return out
+
+
+def copy_kept(work: RunStore, target: Path) -> RunStore:
+    """Copy the :data:`KEPT` parts of ``work`` into ``target`` (replacing it, through a
+    staging directory) with a catalog that forgets the analysis files left out."""
     staging = temporary(target)
     shutil.rmtree(staging, ignore_errors=True)
     for part in KEPT:
@@ -68,18 +83,9 @@ def export(work: RunStore, out: Path, record: ExportRecord) -> Path:
         if damage.kind == "analysis" and damage.problem == "missing":
             kept.forget_file(staging / damage.path)
     (staging / BACKUP).unlink(missing_ok=True)  # the run's own backup is not exported
-    old_claims, old_provenance = RunLayout(target).claims_json, out / PROVENANCE
-    previous = json.loads(old_claims.read_text()) if old_claims.is_file() else None
-    previous_preset = json.loads(old_provenance.read_text()).get("preset") if old_provenance.is_file() else None
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    store = RunStore(target)
-    hashes = {s: store.shard_record(s).config_hash for s in store.shards()}
-    full = {**provenance(record.device), **vars(record), "config_hashes": hashes}
-    (out / PROVENANCE).write_text(json.dumps(full, indent=1, sort_keys=True))
-    claims = [Claim.from_dict(c) for c in json.loads(store.layout.claims_json.read_text())]
-    (out / SUMMARY).write_text("\n".join(summary(record, full["date"], claims, previous, previous_preset)) + "\n")
-    return out
+    return RunStore(target)
 
 
 def summary(record: ExportRecord, date: str, claims: list[Claim], previous: list[dict[str, Any]] | None = None,
