@@ -410,3 +410,23 @@ def test_the_exit_code_follows_the_universality_rows_not_trainability():
     assert exit_code(rows("pass", "fail", "pass")) == EXIT["fail"]
     assert exit_code(rows("pass", "pass", "inconclusive")) == EXIT["inconclusive"]
     assert exit_code(rows("pass", "inconclusive", "fail")) == EXIT["fail"]
+
+
+def test_a_check_of_fewer_tasks_judges_only_those_in_a_directory_of_more(setup, tmp_path, monkeypatch, capsys):
+    # the zoo exports the tasks a cell has finished: a flip-flop check into the directory of a
+    # flip-flop + sine check judges the flip-flop networks and leaves the sine ones alone
+    preset = tmp_path / "two_tasks.toml"
+    preset.write_text(PRESET.replace('tasks = ["flipflop"]', 'tasks = ["flipflop", "sine"]')
+                      .replace("steps = 400", "steps = 5").replace("seeds = 4", "seeds = 1")
+                      .replace("fixed_point_candidates = 256", "fixed_point_candidates = 16"))
+    monkeypatch.syspath_prepend(str(setup))
+    out = tmp_path / "out"
+    argv = ["check", "user_cells:Forgetful", "--preset", str(preset), "--reference", str(setup / "reference"),
+            "--out", str(out), "--lr-grid", "0.01"]
+    main(argv)
+    assert len(RunStore(out).shards()) == 2
+    capsys.readouterr()
+    main([*argv, "--tasks", "flipflop"])
+    assert "already holds" not in capsys.readouterr().err
+    rows = json.loads((out / "report" / "check.json").read_text())
+    assert {r["group"] for r in rows} == {"flipflop"} and len(RunStore(out).shards()) == 2

@@ -323,11 +323,14 @@ def _contained(step: str, run: Callable[..., T], *args: Any, **kwargs: Any) -> T
 def _refuse_other_settings(store: RunStore, cell: ModuleCell, preset: Preset, tasks: Sequence[str],
                            rates: Sequence[float]) -> None:
     """Raise :class:`CheckError` when ``store`` holds networks that this check would not
-    have trained (another cell, size, preset, L2 or a rate outside the grid): they would be
-    judged with the new ones."""
+    have trained for the tasks it judges (another cell, size, preset, L2 or a rate outside
+    the grid): they would be judged with the new ones. Shards of other tasks are not judged
+    (a check of fewer tasks into the directory of a longer one)."""
     expected = {s.name for s in cell_shards(cell, preset, tasks)}
     for name in store.shards():
         rows, record = store.members(name), store.shard_record(name)
+        if record.task not in tasks:
+            continue
         l2, lr = {r.l2 for r in rows}, {r.lr for r in rows}
         trained_by = record.train_config.get("preset")
         if name not in expected or trained_by != preset.name or not l2 <= set(preset.l2) or not lr <= set(rates):
@@ -544,11 +547,16 @@ def _task_section(task: str, new: list[Network], refs: list[Network]) -> list[st
         scores = [n.row.score for n in networks if n.row.score is not None and n.row.status != DIVERGED]
         return f"{np.median(scores):.3g}" if scores else "n/a"
 
+    def median_steps(networks: list[Network]) -> str:
+        steps = [n.row.steps for n in networks if n.row.passed]
+        return f"{np.median(steps):.0f}" if steps else "n/a"
+
     training: list[Column[tuple[str, list[Network]]]] = [
         Column("architecture", lambda g: g[0]),
         Column("passed / trained", lambda g: f"{sum(n.row.passed for n in g[1])}/{len(g[1])}"),
         Column("diverged", lambda g: str(sum(n.row.status == DIVERGED for n in g[1]))),
         Column("median score", lambda g: median_score(g[1])),
+        Column("median steps (passed)", lambda g: median_steps(g[1])),
     ]
 
     def criterion(name: str) -> Column[Network]:

@@ -112,9 +112,9 @@ def run_zoo(zoo: Mapping[str, str], names: Sequence[str], reference: RunStore, p
             cell = load_cell(spec)
             rows = check_cell(cell, reference, preset, tuple(tasks), work / name, device, rates)
         export_cell(name, spec, RunStore(work / name), out, settings, rows, command, time.time() - start, device)
-        write_table(zoo, out, readme, reference)
+        write_table(zoo, out, preset.tasks, readme, reference)
         done.append(name)
-    write_table(zoo, out, readme, reference)
+    write_table(zoo, out, preset.tasks, readme, reference)
     return done
 
 
@@ -155,18 +155,19 @@ def _verdict(row: Claim | None) -> str:
     return "not checked" if row is None else f"**{row.verdict.upper()}**: {row.detail.get('reason', '')}"
 
 
-def readme_table(zoo: Mapping[str, str], out: Path) -> list[str]:
-    """The README's table: per cell and task, trainability and the universality rows."""
+def readme_table(zoo: Mapping[str, str], out: Path, tasks: Sequence[str]) -> list[str]:
+    """The README's table: per cell and task, trainability and the universality rows (a
+    task not in the cell's export: not checked yet)."""
     cells = exported(zoo, out)
     lines = ["| cell | task | learns (passed / trained, lr) | scaffold | topology among the reference |",
              "|---|---|---|---|---|"]
     for name in zoo:
-        if name not in cells:
-            lines.append(f"| {name} | all | not checked yet | | |")
-            continue
-        record, rows = cells[name]
-        for task in record["tasks"]:
+        rows = cells[name][1] if name in cells else []
+        for task in tasks:
             by = {r.claim: r for r in rows if r.group == task}
+            if not by:
+                lines.append(f"| {name} | {task} | not checked yet | | |")
+                continue
             train = by.get("trainability")
             learned = "n/a" if train is None else f"{_learned(train)} ({train.verdict})"
             scaffold = next((r for c, r in by.items() if c.endswith("_scaffold")), None)
@@ -175,7 +176,7 @@ def readme_table(zoo: Mapping[str, str], out: Path) -> list[str]:
     return lines
 
 
-def table(zoo: Mapping[str, str], out: Path, reference: RunStore | None = None) -> list[str]:
+def table(zoo: Mapping[str, str], out: Path, tasks: Sequence[str], reference: RunStore | None = None) -> list[str]:
     """``ZOO.md``: the README table, every cell x task x claim with verdict and reason, and
     per task the trainability of each cell beside the reference architectures'."""
     cells = exported(zoo, out)
@@ -183,7 +184,7 @@ def table(zoo: Mapping[str, str], out: Path, reference: RunStore | None = None) 
     lines = ["# The architecture zoo", "",
              "Every cell of the zoo checked on every task at the reference's settings, after the learning-rate "
              "screen. Written by `universality zoo`; each cell's report is `<cell>/run/report/check.md` and its "
-             "provenance `<cell>/provenance.json`.", "", *readme_table(zoo, out), "",
+             "provenance `<cell>/provenance.json`.", "", *readme_table(zoo, out, tasks), "",
              "## Every claim", "", "| cell | task | claim | universality row | verdict | value | n | reason |",
              "|---|---|---|---|---|---|---|---|"]
     for name, (_, rows) in cells.items():
@@ -193,7 +194,6 @@ def table(zoo: Mapping[str, str], out: Path, reference: RunStore | None = None) 
                          f"{r.verdict} | {value} | {r.n} | {r.detail.get('reason', '')} |")
     lines += ["", "## Trainability beside the reference architectures", "",
               "| task | network | passed / trained | median steps of the passed | lr |", "|---|---|---|---|---|"]
-    tasks = sorted({t for record, _ in cells.values() for t in record["tasks"]})
     for task in tasks:
         if reference is not None:
             groups: dict[str, list[Any]] = {}
@@ -216,11 +216,12 @@ def table(zoo: Mapping[str, str], out: Path, reference: RunStore | None = None) 
     return lines
 
 
-def write_table(zoo: Mapping[str, str], out: Path, readme: Path | None = None,
+def write_table(zoo: Mapping[str, str], out: Path, tasks: Sequence[str], readme: Path | None = None,
                 reference: RunStore | None = None) -> None:
-    """Write ``out/ZOO.md`` and, given ``readme``, replace its table between the markers."""
+    """Write ``out/ZOO.md`` and, given ``readme``, replace its table between the markers
+    (rows: every cell of ``zoo`` x ``tasks``)."""
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / TABLE, ("\n".join(table(zoo, out, reference)) + "\n").encode())
+    write_atomic(out / TABLE, ("\n".join(table(zoo, out, tasks, reference)) + "\n").encode())
     if readme is None or not readme.is_file():
         return
     text = readme.read_text()
@@ -229,5 +230,5 @@ def write_table(zoo: Mapping[str, str], out: Path, readme: Path | None = None,
         raise CheckError(f"{readme} has no zoo table markers ({start!r} ... {end!r})")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    body = "\n".join(readme_table(zoo, out))
+    body = "\n".join(readme_table(zoo, out, tasks))
     write_atomic(readme, f"{head}{start}\n{body}\n{end}{tail}".encode())
