@@ -101,3 +101,23 @@ def test_the_zoo_resumes_skips_what_is_done_and_refuses_bad_input(zoo, monkeypat
     assert "no cells ['nosuchcell'] in the zoo" in capsys.readouterr().err
     assert main(["zoo", "--zoo", "no_such_zoo_module:ZOO"]) == 2
     assert "cannot load the zoo" in capsys.readouterr().err
+
+
+def test_the_table_reads_each_task_scaffold_claim_by_its_name(tmp_path):
+    # the cdi scaffold claim is cdi_line_attractor, not cdi_scaffold: the table finds it by
+    # the task's registered claim
+    from universality.claims import Claim
+    from universality.report.zoo import readme_table
+    from universality.run.layout import RunLayout
+    from universality.scaffold import SCAFFOLDS
+
+    rows = [Claim("trainability", "cdi", 0.5, "", "pass", 4, detail={"lr": 0.003, "reason": "trains"}),
+            Claim(SCAFFOLDS["cdi"].claim, "cdi", 1.0, "", "pass", 2, detail={"reason": "a line attractor"}),
+            Claim("topology_among_reference", "cdi", 0.1, "", "pass", 2, detail={"reason": "among"})]
+    check_json = RunLayout(tmp_path / "cell" / "run").check_json
+    check_json.parent.mkdir(parents=True)
+    check_json.write_text(json.dumps([r.as_dict() for r in rows]))
+    (tmp_path / "cell" / "provenance.json").write_text(json.dumps({"tasks": ["cdi"]}))
+    table = "\n".join(readme_table({"cell": "m:C"}, tmp_path, ["cdi", "sine"]))
+    assert "| cell | cdi | 2/4 at lr 0.003 (pass) | **PASS**: a line attractor | **PASS**: among |" in table
+    assert "| cell | sine | not checked yet |" in table

@@ -469,7 +469,8 @@ def _own_p(nearest: np.ndarray, is_new: np.ndarray, n_permutations: int = 2000) 
 def _placement(task: str, new: list[Network], refs: list[Network], layout: RunLayout) -> list[Claim]:
     """``geometry_own`` and ``topology_among_reference`` with the placement figures."""
     if len(new) < MIN_MEMBERS or not refs:
-        reason = f"needs >= {MIN_MEMBERS} passed networks of the cell and a reference (has {len(new)})"
+        reason = ("no network of the cell learned the task: nothing to place (see the scaffold row)" if not new else
+                  f"needs >= {MIN_MEMBERS} passed networks of the cell and a reference (has {len(new)})")
         return [Claim(name, task, math.nan, cond, "inconclusive", len(new), detail={"reason": reason})
                 for name, cond in (("geometry_own", f"own nearest neighbours above chance, p < {ALPHA}"),
                                    ("topology_among_reference",

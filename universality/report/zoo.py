@@ -39,6 +39,7 @@ from ..run.catalog import RunStore, provenance
 from ..run.files import write_atomic
 from ..run.layout import RunLayout
 from ..run.lock import run_lock
+from ..scaffold import SCAFFOLDS
 from .check import CheckError, _importable, check_cell, exit_code, load_cell, universality_claims
 from .reference import EXPORTED_RUN, PROVENANCE, copy_kept
 from .screen import default_grid
@@ -170,7 +171,7 @@ def readme_table(zoo: Mapping[str, str], out: Path, tasks: Sequence[str]) -> lis
                 continue
             train = by.get("trainability")
             learned = "n/a" if train is None else f"{_learned(train)} ({train.verdict})"
-            scaffold = next((r for c, r in by.items() if c.endswith("_scaffold")), None)
+            scaffold = by.get(SCAFFOLDS[task].claim)
             lines.append(f"| {name} | {task} | {learned} | "
                          f"{_verdict(scaffold)} | {_verdict(by.get('topology_among_reference'))} |")
     return lines
