@@ -430,3 +430,42 @@ def test_a_check_of_fewer_tasks_judges_only_those_in_a_directory_of_more(setup, 
     assert "already holds" not in capsys.readouterr().err
     rows = json.loads((out / "report" / "check.json").read_text())
     assert {r["group"] for r in rows} == {"flipflop"} and len(RunStore(out).shards()) == 2
+
+
+def test_the_scaffold_row_says_which_other_scaffold_the_cell_learned():
+    # 12 networks that learned the flip-flop on a 3-dimensional continuum and 4 with the cube,
+    # against a reference with the cube in 127/128: a fail, and the reason names the continuum
+    from universality.claims import Claim
+    from universality.report.check import _rate_row, _scaffold_row
+    from universality.scaffold import StoredScaffold
+    from universality.scaffold.flipflop import FlipFlopNumbers
+
+    def network(cube):
+        numbers = FlipFlopNumbers(patterns_held=8, escape_times=[640] * 8, hold_steps=640,
+                                  n_stable=8 if cube else 0, n_patterns=8 if cube else 0,
+                                  n_hypercube_edges=12 if cube else 0, n_other_edges=0, n_continua=0 if cube else 1,
+                                  continuum_dims=[] if cube else [3], continuum_index=[] if cube else [0],
+                                  slow_point_memories=0)
+        return StoredScaffold(cube, {"hypercube": cube, "functional_memory": True}, numbers)
+
+    passed = [network(False)] * 12 + [network(True)] * 4
+    train = Claim("trainability", "flipflop", 1.0, "", "pass", 16, detail={"reason": "16/16"})
+    row = _scaffold_row(_rate_row("flipflop_scaffold", "flipflop", 4, 16, 127, 128, "the scaffold holds", {}),
+                        passed, 16, train)
+    assert row.verdict == "fail" and row.detail["outcome"] == "continuum"
+    assert row.detail["reason"].startswith(
+        "learns the task with a different scaffold: memories held on a 3-dimensional continuum of marginally stable "
+        "states (neutral dimension 3), not 8 isolated attractors (12/16 networks; the universal one in 4/16)"), \
+        row.detail["reason"]
+    assert row.detail["kinds"] == {"continuum": 12, "hypercube": 4}
+    # mostly the cube, but fewer than the reference: the other kind is still what it names
+    mostly = _scaffold_row(_rate_row("flipflop_scaffold", "flipflop", 10, 16, 127, 128, "the scaffold holds", {}),
+                           [network(False)] * 6 + [network(True)] * 10, 16, train)
+    assert mostly.verdict == "fail" and "3-dimensional continuum" in mostly.detail["reason"]
+    assert "(6/16 networks; the universal one in 10/16)" in mostly.detail["reason"]
+    # where the reference has the cube in 51/128, 4/16 is not significantly fewer (and 0/16 would be)
+    kept = _scaffold_row(_rate_row("flipflop_scaffold", "flipflop", 4, 16, 51, 128, "the scaffold holds", {}),
+                         passed, 16, train)
+    assert kept.verdict == "pass" and kept.detail["reason"].startswith(
+        "learns the task with the universal scaffold: 4/16 networks, the most common kind being memories held on a "
+        "3-dimensional continuum"), kept.detail["reason"]

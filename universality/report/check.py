@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -442,9 +443,15 @@ def _scaffold_row(row: Claim, passed: list[StoredScaffold], trained: int, train:
                                 f"{n} with the scaffold would not be significantly fewer than the reference's "
                                 f"{row.detail['reference_rate']:.0%}; they show {outcome.reason}")
     elif row.verdict == "pass":
-        row.detail["reason"] = f"learns the task with the universal scaffold: {outcome.reason}; {row.detail['reason']}"
-    else:
-        row.detail["reason"] = f"learns the task with a different scaffold: {outcome.reason}; {row.detail['reason']}"
+        said = outcome.reason if outcome.universal else \
+            f"{sum(s.canonical for s in passed)}/{n} networks, the most common kind being {outcome.reason}"
+        row.detail["reason"] = f"learns the task with the universal scaffold: {said}; {row.detail['reason']}"
+    else:  # the most common of the other kinds: what the cell learned instead
+        spec = SCAFFOLDS[row.group]
+        other = Counter(spec.classify(s) for s in passed if not s.canonical)
+        (kind, phrase), count = other.most_common(1)[0]
+        row.detail["reason"] = (f"learns the task with a different scaffold: {phrase} ({count}/{n} networks; the "
+                                f"universal one in {sum(s.canonical for s in passed)}/{n}); {row.detail['reason']}")
     return row
 
 
