@@ -31,7 +31,16 @@ class Forgetful(nn.Module):
         return 0.2 * h + 0.8 * torch.tanh(self.inp(x))
 
 
-ZOO = {"gru": "tiny_zoo:WrappedGRU", "forgetful": "tiny_zoo:Forgetful", "later": "tiny_zoo:WrappedGRU"}
+class Broken(nn.Module):
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+
+    def forward(self, x, h):
+        return h, h
+
+
+ZOO = {"gru": "tiny_zoo:WrappedGRU", "forgetful": "tiny_zoo:Forgetful", "later": "tiny_zoo:WrappedGRU",
+       "broken": "tiny_zoo:Broken"}
 '''
 
 PRESET = ('tasks = ["flipflop"]\narchs = ["gru"]\nactivations = ["tanh"]\nhidden = [16]\nseeds = 6\n'
@@ -97,6 +106,10 @@ def test_the_zoo_resumes_skips_what_is_done_and_refuses_bad_input(zoo, monkeypat
     assert zoo_cli(zoo, "--list") == 0
     listing = capsys.readouterr().out
     assert "gru" in listing and "exported" in listing and "not checked" in listing
+    capsys.readouterr()  # a cell that cannot be checked is named, the others still checked
+    assert zoo_cli(zoo, "--cells", "broken", "later") == 2
+    assert "1 cell(s) could not be checked (the others were): broken: " in capsys.readouterr().err
+    assert (zoo / "out" / "later" / "provenance.json").is_file() and not (zoo / "out" / "broken").exists()
     assert zoo_cli(zoo, "--cells", "nosuchcell") == 2
     assert "no cells ['nosuchcell'] in the zoo" in capsys.readouterr().err
     assert main(["zoo", "--zoo", "no_such_zoo_module:ZOO"]) == 2

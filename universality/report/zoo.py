@@ -97,11 +97,14 @@ def run_zoo(zoo: Mapping[str, str], names: Sequence[str], reference: RunStore, p
             tasks: Sequence[str], work: Path, out: Path, device: torch.device, command: str,
             grid: Sequence[float] | None = None, again: bool = False, readme: Path | None = None) -> list[str]:
     """Check each cell ``names`` of ``zoo`` not yet exported with these settings (module
-    docstring), holding its work directory's lock; returns the names checked in this call."""
+    docstring), holding its work directory's lock; returns the names checked in this call. A
+    cell that cannot be checked (:class:`CheckError`) is logged and skipped, and after the
+    others one :class:`CheckError` names every such cell."""
     rates = tuple(dict.fromkeys(default_grid(preset) if grid is None else grid))
     settings = ZooSettings(json.loads(json.dumps(preset.as_dict())), rates, tuple(tasks),
                            reference_fingerprint(reference))
-    done = []
+    done: list[str] = []
+    failed: list[str] = []
     for name in names:
         spec, record = zoo[name], out / name / PROVENANCE
         if not again and record.is_file() and settings.matches(json.loads(record.read_text())):
@@ -109,13 +112,20 @@ def run_zoo(zoo: Mapping[str, str], names: Sequence[str], reference: RunStore, p
             continue
         log.info("zoo: checking %s (%s)", name, spec)
         start = time.time()
-        with run_lock(work / name, command), _importable(str(Path.cwd())):
-            cell = load_cell(spec)
-            rows = check_cell(cell, reference, preset, tuple(tasks), work / name, device, rates)
+        try:
+            with run_lock(work / name, command), _importable(str(Path.cwd())):
+                cell = load_cell(spec)
+                rows = check_cell(cell, reference, preset, tuple(tasks), work / name, device, rates)
+        except CheckError as err:  # one cell's failure does not stop the others
+            log.error("zoo: %s: %s", name, err)
+            failed.append(f"{name}: {err}")
+            continue
         export_cell(name, spec, RunStore(work / name), out, settings, rows, command, time.time() - start, device)
         write_table(zoo, out, preset.tasks, readme, reference)
         done.append(name)
     write_table(zoo, out, preset.tasks, readme, reference)
+    if failed:
+        raise CheckError(f"{len(failed)} cell(s) could not be checked (the others were): {'; '.join(failed)}")
     return done
 
 
