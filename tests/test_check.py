@@ -435,6 +435,8 @@ def test_a_check_of_fewer_tasks_judges_only_those_in_a_directory_of_more(setup, 
 def test_the_scaffold_row_says_which_other_scaffold_the_cell_learned():
     # 12 networks that learned the flip-flop on a 3-dimensional continuum and 4 with the cube,
     # against a reference with the cube in 127/128: a fail, and the reason names the continuum
+    from dataclasses import replace
+
     from universality.claims import Claim
     from universality.report.check import _rate_row, _scaffold_row
     from universality.scaffold import StoredScaffold
@@ -463,6 +465,12 @@ def test_the_scaffold_row_says_which_other_scaffold_the_cell_learned():
                            [network(False)] * 6 + [network(True)] * 10, 16, train)
     assert mostly.verdict == "fail" and "3-dimensional continuum" in mostly.detail["reason"]
     assert "(6/16 networks; the universal one in 10/16)" in mostly.detail["reason"]
+    # networks of one kind whose phrases differ (their numbers) are counted as one kind
+    leaky = [network(False)] * 5 + [replace(network(False), numbers=replace(network(False).numbers,
+                                                                             continuum_dims=[2]))] * 4
+    mixed = _scaffold_row(_rate_row("flipflop_scaffold", "flipflop", 7, 16, 127, 128, "the scaffold holds", {}),
+                          leaky + [network(True)] * 7, 16, train)
+    assert "(9/16 networks; the universal one in 7/16)" in mixed.detail["reason"], mixed.detail["reason"]
     # where the reference has the cube in 51/128, 4/16 is not significantly fewer (and 0/16 would be)
     kept = _scaffold_row(_rate_row("flipflop_scaffold", "flipflop", 4, 16, 51, 128, "the scaffold holds", {}),
                          passed, 16, train)

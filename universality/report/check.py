@@ -448,8 +448,9 @@ def _scaffold_row(row: Claim, passed: list[StoredScaffold], trained: int, train:
         row.detail["reason"] = f"learns the task with the universal scaffold: {said}; {row.detail['reason']}"
     else:  # the most common of the other kinds: what the cell learned instead
         spec = SCAFFOLDS[row.group]
-        other = Counter(spec.classify(s) for s in passed if not s.canonical)
-        (kind, phrase), count = other.most_common(1)[0]
+        others = [spec.classify(s) for s in passed if not s.canonical]
+        kind, count = Counter(k for k, _ in others).most_common(1)[0]
+        phrase = Counter(p for k, p in others if k == kind).most_common(1)[0][0]
         row.detail["reason"] = (f"learns the task with a different scaffold: {phrase} ({count}/{n} networks; the "
                                 f"universal one in {sum(s.canonical for s in passed)}/{n}); {row.detail['reason']}")
     return row
