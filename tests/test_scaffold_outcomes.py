@@ -12,6 +12,7 @@ stream moves, for the cdi. The constructions are those of test_scaffold*.py."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -271,3 +272,20 @@ def test_a_number_just_beyond_its_bound_is_written_so_it_reads_beyond():
     criteria = {c.name: c.name != "hold" for c in cdi.CRITERIA}
     kind, phrase = cdi.SPEC.classify(StoredScaffold(False, criteria, numbers))
     assert kind == "grows" and phrase.startswith("no line attractor: values grow (1.2503 times over one trial")
+
+
+def test_a_value_that_turns_sign_reverses_rather_than_leaks():
+    # stored numbers of a network whose hold fails, with the smallest kept fraction set: a
+    # negative one is a reversal (the zoo's antisymmetric RNN keeps -1.97), a small positive
+    # one a leak
+    from dataclasses import replace
+
+    from universality.run.cache import load_scaffolds
+    from universality.run.catalog import RunStore
+
+    store = RunStore(Path(__file__).resolve().parents[1] / "reference_results" / "run")
+    numbers, _ = load_scaffolds(store, "cdi-vanilla-relu-h64")
+    stored = next(s for s in map(cdi.SPEC.read, numbers) if not s.diverged and not s.met("hold"))
+    kind_of = {k: cdi.SPEC.classify(replace(stored, numbers=replace(stored.numbers, kept_min=k)))[0]
+               for k in (-1.97, 0.5)}
+    assert kind_of == {-1.97: "reverses", 0.5: "leaks"}

@@ -804,6 +804,7 @@ class CdiNumbers:
 #: kinds use the hold test's own bounds at its default hold (one trial).
 KINDS = (
     ("line_attractor", "canonical: hold, one_dimensional and selection"),
+    ("reverses", "hold fails and a judged value turns to the opposite sign over the hold (kept_min < 0)"),
     ("leaks", f"hold fails and a judged value keeps less than {KEPT} of itself over the hold (kept_min)"),
     ("grows", f"hold fails and a judged value grows beyond {1 / KEPT:g} of itself (kept_max)"),
     ("irrelevant_moves", f"hold fails and the irrelevant stream moves the output by more than {1 - KEPT:.1f} |v|"),
@@ -838,6 +839,9 @@ class CdiScaffold(ScaffoldSpec):
             return "line_attractor", ("one line attractor per context: values held along a one-dimensional set "
                                       "of slow points, the context selecting the stream")
         if not scaffold.met("hold"):
+            if n.kept_min < 0:
+                return "reverses", (f"no line attractor: values reverse sign over one trial (a value keeps "
+                                    f"{n.kept_min:.2f} of itself; a line keeps >= {KEPT})")
             if n.kept_min < KEPT:
                 return "leaks", (f"no line attractor: values leak (a value keeps {_beyond(n.kept_min, KEPT)} of "
                                  f"itself over one trial; a line keeps >= {KEPT})")
