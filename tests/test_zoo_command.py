@@ -3,42 +3,13 @@
 import json
 
 import pytest
+from test_check import CELLS  # WrappedGRU, Forgetful, Broken
 
 from universality.cli import main
 from universality.report.zoo import README_MARKERS
 from universality.run.catalog import RunStore
 
-ZOO_MODULE = '''
-import torch
-from torch import nn
-
-
-class WrappedGRU(nn.Module):
-    def __init__(self, input_size, hidden_size):
-        super().__init__()
-        self.cell = nn.GRUCell(input_size, hidden_size)
-
-    def forward(self, x, h):
-        return self.cell(x, h)
-
-
-class Forgetful(nn.Module):
-    def __init__(self, input_size, hidden_size):
-        super().__init__()
-        self.inp = nn.Linear(input_size, hidden_size)
-
-    def forward(self, x, h):
-        return 0.2 * h + 0.8 * torch.tanh(self.inp(x))
-
-
-class Broken(nn.Module):
-    def __init__(self, input_size, hidden_size):
-        super().__init__()
-
-    def forward(self, x, h):
-        return h, h
-
-
+ZOO_MODULE = CELLS + '''
 ZOO = {"gru": "tiny_zoo:WrappedGRU", "forgetful": "tiny_zoo:Forgetful", "later": "tiny_zoo:WrappedGRU",
        "broken": "tiny_zoo:Broken"}
 '''

@@ -447,20 +447,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset_and_reference(command: str, args: argparse.Namespace) -> tuple[Preset, RunStore]:
+    """``check``'s and ``zoo``'s preset and reference run; a bad one is a one-line refusal."""
+    try:
+        return load_preset(args.preset), RunStore(args.reference)
+    except RunError as err:
+        raise UsageError(f"universality {command}: no reference run ({err}); run `universality reference` "
+                         "or pass --reference DIR") from None
+    except ValueError as err:
+        raise UsageError(f"universality {command}: {err}") from None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = _device(args.device)
     try:
         cell = load_cell(args.cell)
-        preset = load_preset(args.preset)
-        reference = RunStore(args.reference)
     except CheckError as err:
         raise UsageError(f"universality check: {err}") from None
-    except RunError as err:
-        raise UsageError(f"universality check: no reference run ({err}); run `universality reference` "
-                         "or pass --reference DIR") from None
-    except ValueError as err:
-        raise UsageError(f"universality check: {err}") from None
+    preset, reference = _preset_and_reference("check", args)
     tasks = tuple(args.tasks or preset.tasks)
     out = args.out or f"runs/check-{cell.arch}"
     try:
@@ -481,15 +486,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         unknown = sorted(set(args.cells or ()) - set(zoo))
         if unknown:
             raise CheckError(f"no cells {unknown} in the zoo; it has {sorted(zoo)}")
-        preset = load_preset(args.preset)
-        reference = RunStore(args.reference)
     except CheckError as err:
         raise UsageError(f"universality zoo: {err}") from None
-    except RunError as err:
-        raise UsageError(f"universality zoo: no reference run ({err}); run `universality reference` "
-                         "or pass --reference DIR") from None
-    except ValueError as err:
-        raise UsageError(f"universality zoo: {err}") from None
+    preset, reference = _preset_and_reference("zoo", args)
     out, readme = Path(args.out), Path(args.readme) if args.readme else None
     if args.list:
         cells = exported(zoo, out)

@@ -51,7 +51,6 @@ DEFAULT_ZOO = "examples.zoo:ZOO"
 TABLE = "ZOO.md"
 #: The README's zoo table lies between these two lines.
 README_MARKERS = ("<!-- zoo table: written by `universality zoo` -->", "<!-- end of zoo table -->")
-VERDICT_WORD = {0: "pass", 1: "fail", 3: "inconclusive"}
 
 
 def load_zoo(spec: str = DEFAULT_ZOO) -> dict[str, str]:
